@@ -6,6 +6,7 @@ module.exports = {
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json', isolatedModules: true }],
   },
+  reporters: ['default', '<rootDir>/test/ci-summary-reporter.js'],
   // Integration tests start real daemons; keep them from fighting over 2 cores.
   maxWorkers: 2,
   testTimeout: 60000,

@@ -1,0 +1,68 @@
+// Turns one request PDU from the master into the Response the RFC asks for.
+// Kept apart from the session so that the answer path (the hot one: Net-SNMP
+// sends one GetNext per varbind of a walk) has no connection state in it.
+import type { RequestContext, RequestHandler } from './handler';
+import { Pdu, PduType, ResponseError, ResponsePdu, VarBind } from './pdu';
+
+/**
+ * Returns the Response for a request PDU, or null when none is due
+ * (CleanupSet, RFC 2741 §7.2.4.4). Throws only what the handler throws.
+ */
+export function answerRequest(pdu: Pdu, handler: RequestHandler): ResponsePdu | null {
+  const ctx: RequestContext = {
+    context: pdu.context,
+    sessionId: pdu.sessionId,
+    transactionId: pdu.transactionId,
+    packetId: pdu.packetId,
+  };
+  switch (pdu.type) {
+    case PduType.Get:
+      return response(pdu, ResponseError.NoError, 0, handler.get(pdu.ranges, ctx));
+    case PduType.GetNext:
+      return response(pdu, ResponseError.NoError, 0, handler.getNext(pdu.ranges, ctx));
+    case PduType.GetBulk:
+      return response(pdu, ResponseError.NoError, 0, handler.getBulk(pdu.nonRepeaters, pdu.maxRepetitions, pdu.ranges, ctx));
+    case PduType.TestSet: {
+      const r = handler.testSet(pdu.varbinds, ctx);
+      return response(pdu, r.error, r.index, []);
+    }
+    case PduType.CommitSet: {
+      const r = handler.commitSet(ctx);
+      return response(pdu, r.error, r.index, []);
+    }
+    case PduType.UndoSet: {
+      const r = handler.undoSet(ctx);
+      return response(pdu, r.error, r.index, []);
+    }
+    case PduType.CleanupSet:
+      handler.cleanupSet(ctx);
+      return null;
+    default:
+      return null;
+  }
+}
+
+/** True for the PDU types a master sends to a subagent and expects answered. */
+export function isMasterRequest(type: number): boolean {
+  return (type >= PduType.Get && type <= PduType.UndoSet);
+}
+
+export function response(
+  req: { sessionId: number; transactionId: number; packetId: number; context?: Buffer },
+  error: ResponseError,
+  index: number,
+  varbinds: VarBind[],
+): ResponsePdu {
+  return {
+    type: PduType.Response,
+    flags: 0,
+    sessionId: req.sessionId,
+    transactionId: req.transactionId,
+    packetId: req.packetId,
+    // res.sysUpTime is only meaningful from the master (RFC 2741 §6.2.16).
+    sysUpTime: 0,
+    error,
+    index,
+    varbinds,
+  };
+}

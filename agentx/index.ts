@@ -1,0 +1,18 @@
+// Public surface of the AgentX library. It knows nothing of VMs.
+export * from './pdu';
+export { compareOids, oidEquals, isPrefixOf, parseOid, formatOid } from './oid';
+export { encodePdu, decodePdu, PduDecodeError } from './codec';
+export { PduFramer, FramingError } from './framer';
+export type { RequestHandler, RequestContext, SetResult, WritableObject } from './handler';
+export { MibView, MibViewBuilder } from './view';
+export { Responder } from './responder';
+export {
+  AgentxSession,
+  AgentxTimeoutError,
+  AgentxNotOpenError,
+  AgentxResponseError,
+} from './session';
+export type { SessionOptions, Registration, AgentCapabilities, SessionState } from './session';
+export { parseAgentxAddress, formatAgentxAddress } from './transport';
+export type { AgentxAddress } from './transport';
+export type { AgentxLog, LogLevel } from './log';

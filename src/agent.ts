@@ -1,0 +1,246 @@
+// The running agent: collectors → immutable snapshot → sorted view → AgentX
+// responder. Refreshes run on a timer and on libvirt events; requests are
+// answered from the last view and never wait for a refresh.
+import {
+  AgentxLog, AgentxSession, MibView, Oid, Responder, ResponseError, Value, ValueType, formatOid,
+} from '../agentx';
+import type { Config } from './config';
+import { collectHost } from './collectors/host';
+import type { HostPaths } from './collectors/paths';
+import { buildVmMibView, hvUpTimeTicks, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
+import * as O from './model/vm-mib-oids';
+import { operState } from './model/vm-state';
+import { Notification, notificationsFor, VmStateRecord } from './notifications';
+import type { DomainRecord, HypervisorInfo, Snapshot } from './snapshot';
+import { VmIndexStore } from './state/index-store';
+
+/** What the agent needs from libvirt; LibvirtCollector provides it. */
+export interface DomainSource {
+  hypervisorInfo(): HypervisorInfo | null;
+  /** Every domain, or a rejection while libvirt is unreachable. */
+  collect(): Promise<DomainRecord[]>;
+  onEvent(cb: (uuid: string) => void): void;
+  close(): Promise<void>;
+}
+
+export interface AgentDeps {
+  config: Config;
+  domains: DomainSource;
+  store: VmIndexStore;
+  log: AgentxLog;
+}
+
+export class VmmAgent {
+  readonly responder: Responder;
+  private snapshot: Snapshot | null = null;
+  private rows: VmRow[] = [];
+  private states = new Map<string, VmStateRecord>();
+  private modelState: ModelState;
+  private lastDomains: DomainRecord[] | null = null;
+  private libvirtDownSince: number | null = null;
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
+  private timer: NodeJS.Timeout | null = null;
+  private eventTimer: NodeJS.Timeout | null = null;
+  private readonly paths: HostPaths;
+  private notify: ((n: Notification) => Promise<void>) | null = null;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.responder = new Responder({ log: deps.log });
+    this.paths = { procRoot: deps.config.procRoot, sysRoot: deps.config.sysRoot, mountsFile: deps.config.mountsFile };
+    this.modelState = {
+      tableLastChange: 0,
+      perVmNotificationsEnabled: deps.config.perVmNotifications,
+      bulkNotificationsEnabled: deps.config.bulkNotifications,
+      libvirtLost: false,
+      now: Date.now(),
+    };
+    this.responder.addWritable(O.vmPerVMNotificationsEnabled, this.truthValueScalar('perVmNotificationsEnabled'));
+    this.responder.addWritable(O.vmBulkNotificationsEnabled, this.truthValueScalar('bulkNotificationsEnabled'));
+    // A libvirt event refreshes at once; a burst of events (a host booting
+    // fifty VMs) becomes one refresh.
+    deps.domains.onEvent(() => {
+      if (this.eventTimer) return;
+      this.eventTimer = setTimeout(() => {
+        this.eventTimer = null;
+        void this.refresh();
+      }, 50);
+    });
+  }
+
+  /** Where notifications go; until set (and in --dump) none are sent. */
+  setNotifier(notify: (n: Notification) => Promise<void>): void {
+    this.notify = notify;
+  }
+
+  /** The current view (for --dump and tests). */
+  get view(): MibView | null {
+    return this.currentView;
+  }
+
+  private currentView: MibView | null = null;
+
+  /** First refresh, then one every refresh interval. */
+  async start(): Promise<void> {
+    await this.refresh();
+    const every = this.deps.config.refreshSeconds * 1000;
+    this.timer = setInterval(() => void this.refresh(), every);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.eventTimer) clearTimeout(this.eventTimer);
+    this.timer = null;
+    await this.refreshing;
+    await this.deps.store.save();
+  }
+
+  /** One refresh; concurrent callers share it, and a call during a refresh causes one more. */
+  refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      try {
+        do {
+          this.refreshAgain = false;
+          await this.refreshOnce();
+        } while (this.refreshAgain);
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  private async refreshOnce(): Promise<void> {
+    const { config, log } = this.deps;
+    const takenAt = Date.now();
+    const [host, domains] = await Promise.all([
+      collectHost(this.paths, log),
+      this.deps.domains.collect().then(
+        (d) => d,
+        (err: Error) => {
+          if (this.libvirtDownSince === null) {
+            log('error', `libvirt unavailable: ${err.message}; serving the last values` +
+              ` (vmOperState becomes unknown after ${config.libvirtGraceSeconds} s)`);
+          }
+          return null;
+        },
+      ),
+    ]);
+    if (domains) {
+      if (this.libvirtDownSince !== null) log('info', 'libvirt is back; serving fresh values');
+      this.libvirtDownSince = null;
+      this.lastDomains = domains;
+    } else if (this.libvirtDownSince === null) {
+      this.libvirtDownSince = takenAt;
+    }
+    const snapshot: Snapshot = {
+      takenAt,
+      hypervisor: this.deps.domains.hypervisorInfo(),
+      domains: this.lastDomains,
+      host,
+    };
+    const indexes = this.deps.store.assign((snapshot.domains ?? []).map((d) => ({
+      uuid: d.uuid,
+      name: d.name,
+      running: d.id >= 0,
+      domainId: d.id,
+      disks: d.disks.map((disk) => disk.target),
+      nics: d.nics.map((nic, pos) => nicKey(nic, pos)),
+    })), takenAt);
+    const rows = vmRows(snapshot, indexes);
+    const lost = this.libvirtDownSince !== null && takenAt - this.libvirtDownSince >= config.libvirtGraceSeconds * 1000;
+    const tableChanged = this.snapshot === null || !sameVms(this.rows, rows);
+    this.modelState = {
+      ...this.modelState,
+      libvirtLost: lost,
+      now: takenAt,
+      tableLastChange: tableChanged ? hvUpTimeTicks(host) : this.modelState.tableLastChange,
+    };
+    const view = buildVmMibView(snapshot, rows, this.modelState);
+    this.responder.setView(view);
+    this.currentView = view;
+
+    const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
+      vmIndex: i.vmIndex,
+      uuid: d.uuid,
+      name: d.name,
+      operState: lost ? O.OperState.Unknown : operState(d),
+      persistent: d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient,
+    }]));
+    const first = this.snapshot === null;
+    const previous = this.states;
+    this.snapshot = snapshot;
+    this.rows = rows;
+    this.states = states;
+    if (!first && domains && this.notify) this.send(notificationsFor(previous, states, this.notificationSettings()));
+    await this.deps.store.save();
+  }
+
+  private notificationSettings(): { perVm: boolean; bulk: boolean } {
+    return { perVm: this.modelState.perVmNotificationsEnabled, bulk: this.modelState.bulkNotificationsEnabled };
+  }
+
+  private send(list: Notification[]): void {
+    for (const n of list) {
+      this.notify?.(n).catch((err: Error) => {
+        this.deps.log('warn', `notification ${formatOid(n.trapOid)} not delivered: ${err.message}`);
+      });
+    }
+  }
+
+  /** Rebuilds the view from the last snapshot after a Set changed the model state. */
+  private rebuildView(): void {
+    if (!this.snapshot) return;
+    const view = buildVmMibView(this.snapshot, this.rows, this.modelState);
+    this.responder.setView(view);
+    this.currentView = view;
+  }
+
+  /**
+   * vmPerVMNotificationsEnabled / vmBulkNotificationsEnabled: TruthValue,
+   * read-write, and (RFC 7666) not kept across agent restarts — the config
+   * file gives the value at start.
+   */
+  private truthValueScalar(key: 'perVmNotificationsEnabled' | 'bulkNotificationsEnabled') {
+    let before = false;
+    const check = (oid: Oid, value: Value): ResponseError => {
+      if (oid.length !== (key === 'perVmNotificationsEnabled' ? O.vmPerVMNotificationsEnabled : O.vmBulkNotificationsEnabled).length + 1 ||
+        oid[oid.length - 1] !== 0) return ResponseError.NoCreation;
+      if (value.type !== ValueType.Integer) return ResponseError.WrongType;
+      if (value.value !== O.TruthValue.True && value.value !== O.TruthValue.False) return ResponseError.WrongValue;
+      return ResponseError.NoError;
+    };
+    const apply = (enabled: boolean): void => {
+      this.modelState = { ...this.modelState, [key]: enabled };
+      this.rebuildView();
+    };
+    return {
+      test: check,
+      commit: (_oid: Oid, value: Value): ResponseError => {
+        before = this.modelState[key];
+        apply(value.type === ValueType.Integer && value.value === O.TruthValue.True);
+        this.deps.log('info', `${key === 'perVmNotificationsEnabled' ? 'vmPerVMNotificationsEnabled' : 'vmBulkNotificationsEnabled'} set to ${this.modelState[key]} by SNMP SET`);
+        return ResponseError.NoError;
+      },
+      undo: (): ResponseError => {
+        apply(before);
+        return ResponseError.NoError;
+      },
+    };
+  }
+}
+
+function sameVms(a: readonly VmRow[], b: readonly VmRow[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].domain.uuid !== b[i].domain.uuid) return false;
+  return true;
+}
+
+/** Wires a session's notify to the agent. */
+export function sessionNotifier(session: AgentxSession): (n: Notification) => Promise<void> {
+  return (n) => session.notify(n.trapOid, n.varbinds);
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// vmm-agentx: AgentX sub-agent serving VM-MIB (RFC 7666) from libvirt.
+// Each libvirt call that may block runs on the libuv pool; give it enough
+// threads that one hung domain cannot starve the file reads of a refresh.
+process.env.UV_THREADPOOL_SIZE ??= '8';
+
+import { existsSync, readFileSync } from 'fs';
+import * as path from 'path';
+import { AgentxSession, parseAgentxAddress } from '../agentx';
+import { sessionNotifier, VmmAgent } from './agent';
+import { ConfigError, parseArgs, USAGE, Config } from './config';
+import { dumpView } from './dump';
+import { createLogger, logFunction, Logger } from './logger';
+import { LibvirtDomainSource } from './libvirt-source';
+import { VM_MIB } from './model/vm-mib-oids';
+import { VmIndexStore } from './state/index-store';
+
+const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`vmm-agentx: ${message}\n`);
+  process.exit(code);
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    const parsed = parseArgs(process.argv.slice(2));
+    if (parsed.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    }
+    if (parsed.version) {
+      process.stdout.write(`vmm-agentx ${packageVersion()}\n`);
+      return;
+    }
+    config = parsed.config;
+    parseAgentxAddress(config.agentxSocket);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof Error) fail(err.message, 2);
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const log = logFunction(logger);
+
+  let domains: LibvirtDomainSource;
+  try {
+    domains = await LibvirtDomainSource.open(config, logFunction(logger, 'libvirt: '));
+  } catch (err) {
+    fail(`cannot connect to libvirt${config.libvirtUri ? ` at ${config.libvirtUri}` : ''}: ${(err as Error).message}` +
+      ' — is libvirtd running, and may this user open the URI? (--libvirt-uri)', 1);
+  }
+
+  const oneShot = config.dump || config.check;
+  const store = oneShot
+    ? await VmIndexStore.load(config.stateDir, log).then((s) => { s.readOnly = true; return s; })
+    : await VmIndexStore.load(config.stateDir, log);
+
+  const agent = new VmmAgent({ config, domains, store, log });
+  if (oneShot) {
+    await agent.refresh();
+    if (config.dump) {
+      const lines = agent.view ? dumpView(agent.view) : [];
+      process.stdout.write(lines.join('\n') + (lines.length ? '\n' : ''));
+    } else {
+      printCheck(config, agent);
+    }
+    await domains.close();
+    return;
+  }
+  await runDaemon(config, agent, domains, logger);
+}
+
+function printCheck(config: Config, agent: VmmAgent): void {
+  const view = agent.view;
+  const address = parseAgentxAddress(config.agentxSocket);
+  const socketNote = address.kind === 'unix'
+    ? existsSync(address.path) ? 'present' : 'absent (is snmpd running with "master agentx"?)'
+    : 'tcp (not probed)';
+  process.stdout.write([
+    `libvirt: ${config.libvirtUri ?? '(default URI)'} ok`,
+    `instances: ${view?.size ?? 0}`,
+    `agentx socket: ${config.agentxSocket} ${socketNote}`,
+    `state dir: ${config.stateDir}`,
+  ].join('\n') + '\n');
+}
+
+async function runDaemon(config: Config, agent: VmmAgent, domains: LibvirtDomainSource, logger: Logger): Promise<void> {
+  const session = new AgentxSession({
+    address: config.agentxSocket,
+    description: AGENT_DESCRIPTION,
+    id: [...VM_MIB],
+    log: logFunction(logger),
+  }, agent.responder);
+  agent.setNotifier(sessionNotifier(session));
+  await agent.start();
+  await session.register({ subtree: [...VM_MIB] });
+  await session.addAgentCaps({ id: [...VM_MIB], description: 'VM-MIB (RFC 7666): virtual machines controlled by libvirt' });
+  session.start();
+  logger.info(`serving VM-MIB via ${config.agentxSocket}, refreshing every ${config.refreshSeconds} s`);
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${signal}: closing the AgentX session and exiting`);
+    await session.close();
+    await agent.stop();
+    await domains.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => fail(`unexpected error: ${err.stack ?? err.message}`, 1));

@@ -1,0 +1,154 @@
+// Configuration: defaults, then the config file, then command-line flags.
+// The file uses the flags' names, one "name value" or "name = value" per line,
+// '#' comments — the shape of snmpd.conf, which the same operators edit.
+import { readFileSync } from 'fs';
+
+export interface Config {
+  libvirtUri: string | null;
+  libvirtReadWrite: boolean;
+  agentxSocket: string;
+  stateDir: string;
+  refreshSeconds: number;
+  /** Seconds libvirt may be unreachable before every vmOperState reads unknown(1). */
+  libvirtGraceSeconds: number;
+  /** Seconds one domain's libvirt calls may take before its previous values are kept. */
+  domainTimeoutSeconds: number;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  perVmNotifications: boolean;
+  bulkNotifications: boolean;
+  procRoot: string;
+  sysRoot: string;
+  mountsFile: string;
+  dump: boolean;
+  check: boolean;
+}
+
+export class ConfigError extends Error {}
+
+export const DEFAULTS: Config = {
+  libvirtUri: null,
+  libvirtReadWrite: false,
+  agentxSocket: 'unix:/var/agentx/master',
+  stateDir: '/var/lib/vmm-agentx',
+  refreshSeconds: 5,
+  libvirtGraceSeconds: 30,
+  domainTimeoutSeconds: 2,
+  logLevel: 'info',
+  perVmNotifications: true,
+  bulkNotifications: false,
+  procRoot: '/proc',
+  sysRoot: '/sys',
+  mountsFile: '/proc/mounts',
+  dump: false,
+  check: false,
+};
+
+type Setter = (c: Config, v: string, where: string) => void;
+
+const str = (key: keyof Config): Setter => (c, v) => { (c as unknown as Record<string, unknown>)[key] = v; };
+const num = (key: keyof Config, min: number, max: number): Setter => (c, v, where) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new ConfigError(`${where}: "${v}" is not a number from ${min} to ${max}`);
+  (c as unknown as Record<string, unknown>)[key] = n;
+};
+const bool = (key: keyof Config): Setter => (c, v, where) => {
+  const t = v.toLowerCase();
+  if (['yes', 'true', '1', 'on'].includes(t)) (c as unknown as Record<string, unknown>)[key] = true;
+  else if (['no', 'false', '0', 'off'].includes(t)) (c as unknown as Record<string, unknown>)[key] = false;
+  else throw new ConfigError(`${where}: "${v}" is not yes or no`);
+};
+
+/** Options that take a value, by flag/config-file name. */
+const SETTINGS: Record<string, Setter> = {
+  'libvirt-uri': str('libvirtUri'),
+  'libvirt-readwrite': bool('libvirtReadWrite'),
+  'agentx-socket': str('agentxSocket'),
+  'state-dir': str('stateDir'),
+  'refresh': num('refreshSeconds', 0.2, 3600),
+  'libvirt-grace': num('libvirtGraceSeconds', 0, 86400),
+  'domain-timeout': num('domainTimeoutSeconds', 0.1, 600),
+  'log-level': (c, v, where) => {
+    if (!['error', 'warn', 'info', 'debug'].includes(v)) throw new ConfigError(`${where}: log level "${v}" is not error, warn, info or debug`);
+    c.logLevel = v as Config['logLevel'];
+  },
+  'notifications-per-vm': bool('perVmNotifications'),
+  'notifications-bulk': bool('bulkNotifications'),
+  'proc-root': str('procRoot'),
+  'sys-root': str('sysRoot'),
+  'mounts-file': str('mountsFile'),
+};
+
+const SWITCHES: Record<string, (c: Config) => void> = {
+  dump: (c) => { c.dump = true; },
+  check: (c) => { c.check = true; },
+};
+
+export const USAGE = `usage: vmm-agentx [--config FILE] [--libvirt-uri URI] [--agentx-socket unix:/path|tcp:host:port]
+                  [--state-dir DIR] [--refresh SECONDS] [--log-level error|warn|info|debug]
+                  [--dump] [--check] [--help] [--version]
+
+  --config FILE        read settings from FILE ("name value" lines, the flag names without --)
+  --libvirt-uri URI    libvirt connection (default: LIBVIRT_DEFAULT_URI, else libvirt's default)
+  --agentx-socket ADDR master agent's AgentX socket (default unix:/var/agentx/master)
+  --state-dir DIR      where stable VM indexes are kept (default /var/lib/vmm-agentx)
+  --refresh SECONDS    how often libvirt and the host are polled (default 5)
+  --log-level LEVEL    error, warn, info (default) or debug
+  --dump               print every instance as "OID = TYPE: value" from one snapshot and exit
+  --check              check the configuration and libvirt, print a summary and exit
+Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, notifications-per-vm,
+notifications-bulk, proc-root, sys-root, mounts-file.`;
+
+export interface ParsedArgs {
+  config: Config;
+  help: boolean;
+  version: boolean;
+}
+
+export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
+  const flags: [string, string | null][] = [];
+  let configFile: string | null = null;
+  let help = false;
+  let version = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (arg === '--version') { version = true; continue; }
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument "${arg}"; see --help`);
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq >= 0 ? eq : undefined);
+    if (name in SWITCHES) { flags.push([name, null]); continue; }
+    if (name !== 'config' && !(name in SETTINGS)) throw new ConfigError(`unknown option --${name}; see --help`);
+    let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new ConfigError(`option --${name} needs a value`);
+    if (name === 'config') configFile = value;
+    else flags.push([name, value]);
+    value = undefined;
+  }
+  const config: Config = { ...DEFAULTS };
+  if (env.LIBVIRT_DEFAULT_URI) config.libvirtUri = env.LIBVIRT_DEFAULT_URI;
+  if (configFile !== null) applyConfigFile(config, configFile);
+  for (const [name, value] of flags) {
+    if (value === null) SWITCHES[name](config);
+    else SETTINGS[name](config, value, `--${name}`);
+  }
+  return { config, help, version };
+}
+
+export function applyConfigFile(config: Config, file: string): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  text.split('\n').forEach((raw, n) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (!line) return;
+    const m = /^([a-z-]+)\s*(?:=\s*|\s+)(.*)$/.exec(line);
+    const where = `${file}:${n + 1}`;
+    if (!m) throw new ConfigError(`${where}: expected "name value", got "${line}"`);
+    const setter = SETTINGS[m[1]];
+    if (!setter) throw new ConfigError(`${where}: unknown setting "${m[1]}"; see --help for the names`);
+    setter(config, m[2].trim(), where);
+  });
+}

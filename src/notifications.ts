@@ -1,0 +1,101 @@
+// VM-MIB notifications (RFC 7666 §4, Appendix A) from the difference between
+// two refreshes. Pure: it returns what to send; the agent sends it. Per-VM
+// notifications carry the *previous* vmOperState, as the MIB describes; bulk
+// ones carry one vmAffectedVMs bitmap per kind of change.
+import { Oid, VarBind } from '../agentx';
+import { adminString, integer, octets, uuidBytes } from './model/values';
+import * as O from './model/vm-mib-oids';
+
+export interface VmStateRecord {
+  vmIndex: number;
+  uuid: string;
+  name: string;
+  operState: O.OperState;
+  persistent: O.Persistent;
+}
+
+export interface Notification {
+  trapOid: Oid;
+  varbinds: VarBind[];
+}
+
+/** New oper state → (per-VM, bulk) notification; states without one are absent. */
+const BY_STATE = new Map<O.OperState, [O.VmNotification, O.VmNotification]>([
+  [O.OperState.Running, [O.VmNotification.Running, O.VmNotification.BulkRunning]],
+  [O.OperState.Shuttingdown, [O.VmNotification.Shuttingdown, O.VmNotification.BulkShuttingdown]],
+  [O.OperState.Shutdown, [O.VmNotification.Shutdown, O.VmNotification.BulkShutdown]],
+  [O.OperState.Paused, [O.VmNotification.Paused, O.VmNotification.BulkPaused]],
+  [O.OperState.Suspending, [O.VmNotification.Suspending, O.VmNotification.BulkSuspending]],
+  [O.OperState.Suspended, [O.VmNotification.Suspended, O.VmNotification.BulkSuspended]],
+  [O.OperState.Resuming, [O.VmNotification.Resuming, O.VmNotification.BulkResuming]],
+  [O.OperState.Migrating, [O.VmNotification.Migrating, O.VmNotification.BulkMigrating]],
+  [O.OperState.Crashed, [O.VmNotification.Crashed, O.VmNotification.BulkCrashed]],
+]);
+
+export interface NotificationSettings {
+  perVm: boolean;
+  bulk: boolean;
+}
+
+export function notificationsFor(
+  before: ReadonlyMap<string, VmStateRecord>,
+  after: ReadonlyMap<string, VmStateRecord>,
+  settings: NotificationSettings,
+): Notification[] {
+  const perVm: Notification[] = [];
+  const bulk = new Map<O.VmNotification, number[]>();
+  const emit = (kind: [O.VmNotification, O.VmNotification], vm: VmStateRecord, previous: O.OperState, extra: VarBind[] = []): void => {
+    if (settings.perVm) perVm.push({ trapOid: [...O.vmNotifications, kind[0]], varbinds: [...vmVarbinds(vm, previous), ...extra] });
+    const list = bulk.get(kind[1]) ?? [];
+    list.push(vm.vmIndex);
+    bulk.set(kind[1], list);
+  };
+
+  for (const [uuid, vm] of after) {
+    const old = before.get(uuid);
+    // A new row has no previous state: a VM that appears running was started
+    // (from shutdown); one that appears stopped was just defined (from preparing).
+    const previous = old ? old.operState : vm.operState === O.OperState.Running ? O.OperState.Shutdown : O.OperState.Preparing;
+    if (old && old.operState === vm.operState) continue;
+    // unknown(1) means we lost libvirt, not that the VM changed.
+    if (vm.operState === O.OperState.Unknown || previous === O.OperState.Unknown) continue;
+    const kind = BY_STATE.get(vm.operState);
+    if (kind) emit(kind, vm, previous);
+  }
+  for (const [uuid, vm] of before) {
+    if (after.has(uuid)) continue;
+    const persistent: VarBind = { oid: [...O.vmEntry, O.VmColumn.Persistent, vm.vmIndex], ...integer(vm.persistent) };
+    emit([O.VmNotification.Deleted, O.VmNotification.BulkDeleted], vm, vm.operState, [persistent]);
+  }
+
+  const out = perVm;
+  if (settings.bulk) {
+    for (const [kind, indexes] of [...bulk].sort((a, b) => a[0] - b[0])) {
+      out.push({
+        trapOid: [...O.vmNotifications, kind],
+        varbinds: [{ oid: [...O.vmAffectedVMs, 0], ...octets(vmListBitmap(indexes)) }],
+      });
+    }
+  }
+  return out;
+}
+
+function vmVarbinds(vm: VmStateRecord, previous: O.OperState): VarBind[] {
+  const col = (c: O.VmColumn): Oid => [...O.vmEntry, c, vm.vmIndex];
+  return [
+    { oid: col(O.VmColumn.Name), ...adminString(vm.name) },
+    { oid: col(O.VmColumn.UUID), ...octets(uuidBytes(vm.uuid)) },
+    { oid: col(O.VmColumn.OperState), ...integer(previous) },
+  ];
+}
+
+/**
+ * VirtualMachineList: octet 1 covers vmIndex 1–8, octet 2 covers 9–16, ...;
+ * within an octet the most significant bit is the lowest vmIndex.
+ */
+export function vmListBitmap(indexes: readonly number[]): Buffer {
+  const max = indexes.reduce((m, i) => (i > m ? i : m), 0);
+  const bytes = Buffer.alloc(Math.ceil(max / 8));
+  for (const i of indexes) bytes[(i - 1) >> 3] |= 0x80 >> ((i - 1) & 7);
+  return bytes;
+}

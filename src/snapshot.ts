@@ -1,0 +1,139 @@
+// Plain data produced by the collectors. Nothing here knows about SNMP: the
+// model (src/model/) turns a Snapshot into MIB rows. A value the source does
+// not provide is null, never a made-up 0.
+
+/** From the libvirt connection (virConnectGetType / GetVersion / GetLibVersion). */
+export interface HypervisorInfo {
+  /** Driver name as libvirt reports it, e.g. "QEMU" or "TEST". */
+  type: string;
+  /** Hypervisor version as "major.minor.micro", or null when the driver has none. */
+  version: string | null;
+  /** libvirt library version as "major.minor.micro". */
+  libvirtVersion: string;
+  /** URI of the connection, for logs. */
+  uri: string;
+}
+
+export interface VcpuRecord {
+  /** vCPU number as libvirt numbers it (0-based). */
+  number: number;
+  /** virVcpuInfo.state, or null when the domain is not running. */
+  state: number | null;
+  /** CPU time of this vCPU in nanoseconds, or null when unknown. */
+  cpuTimeNs: bigint | null;
+  /**
+   * Pinning: host CPU numbers this vCPU may run on, or null when unknown.
+   * For a running domain this is virDomainGetVcpuPinInfo; for an inactive one
+   * the <vcpupin>/<vcpu cpuset> of the XML.
+   */
+  affinity: number[] | null;
+}
+
+export interface DiskRecord {
+  /** Guest-side target device, e.g. "vda"; the key for block stats. */
+  target: string;
+  /** <disk type>: file, block, network, volume, dir, nvme, vhostuser. */
+  sourceKind: string;
+  /** <disk device>: disk, cdrom, floppy, lun. */
+  device: string;
+  /** <driver type>: raw, qcow2, ... or null. */
+  format: string | null;
+  /** Path for file/block, URI-like "protocol://host:port/name" for network, null if empty (e.g. an ejected cdrom). */
+  source: string | null;
+  readonly: boolean;
+  /** <target bus>: virtio, sata, scsi, ide, usb, fdc, ... or null. */
+  bus: string | null;
+  /** virDomainGetBlockInfo, in bytes; null when libvirt cannot tell. */
+  capacity: bigint | null;
+  allocation: bigint | null;
+  physical: bigint | null;
+  /** virDomainBlockStatsFlags fields; null when not reported. */
+  rdReq: bigint | null;
+  wrReq: bigint | null;
+  rdBytes: bigint | null;
+  wrBytes: bigint | null;
+  rdTotalTimeNs: bigint | null;
+  wrTotalTimeNs: bigint | null;
+}
+
+export interface NicRecord {
+  /** <interface type>: bridge, network, direct, ethernet, user, ... */
+  kind: string;
+  mac: string | null;
+  /** <model type>, e.g. "virtio", or null. */
+  model: string | null;
+  /** <target dev>: the host-side interface name, or null. */
+  hostDevice: string | null;
+  /** <source bridge|network|dev>: the parent the host-side interface hangs off, or null. */
+  source: string | null;
+}
+
+export interface DomainRecord {
+  /** Canonical lowercase UUID text (8-4-4-4-12). */
+  uuid: string;
+  name: string;
+  /** Numeric domain id while running, else -1. */
+  id: number;
+  /** virDomainState and its reason (virDomainGetState). */
+  state: number;
+  reason: number;
+  /** null when the call failed. */
+  autostart: boolean | null;
+  persistent: boolean | null;
+  /** True while the domain has a managed-save image (virDomainHasManagedSaveImage). */
+  managedSave: boolean;
+  /** Configured guest OS as the XML gives it: libosinfo id if present, else <os><type>. */
+  osType: string;
+  /** vCPU counts from the XML: <vcpu current=...> and <vcpu>. */
+  curVcpus: number;
+  maxVcpus: number;
+  /** Memory in KiB: current balloon (virDomainGetInfo.memory), <currentMemory>, <memory>, <maxMemory> (hotplug bound) or null. */
+  memoryKiB: bigint;
+  maxMemoryKiB: bigint;
+  hotplugMemoryKiB: bigint | null;
+  /** virDomainGetInfo.cpuTime in nanoseconds. */
+  cpuTimeNs: bigint;
+  vcpus: VcpuRecord[];
+  disks: DiskRecord[];
+  nics: NicRecord[];
+  /** virDomainGetJobInfo type (0 none, 1 bounded, 2 unbounded) or null when the driver has no job API. */
+  jobType: number | null;
+  /** virDomainJobOperation of the active job (4 incoming, 5 outgoing migration, ...), or null when unknown. */
+  jobOperation: number | null;
+}
+
+/** One network interface of the host as the kernel lists it. */
+export interface HostInterface {
+  name: string;
+  ifIndex: number;
+  /** ifIndex of the master (bridge) or the lower device, or 0. */
+  parentIfIndex: number;
+}
+
+/** A mounted filesystem and the hrStorageIndex snmpd gives it. */
+export interface HostFilesystem {
+  mountPoint: string;
+  hrStorageIndex: number;
+}
+
+export interface HostInfo {
+  /** Seconds since boot (/proc/uptime), for vmHvUpTime. */
+  uptimeSeconds: number;
+  /** host CPU number → hrDeviceIndex of the same CPU in snmpd's hrProcessorTable. */
+  cpuDeviceIndex: Map<number, number>;
+  interfaces: Map<string, HostInterface>;
+  filesystems: HostFilesystem[];
+}
+
+/**
+ * Everything one refresh saw. Immutable once built: the model and the
+ * responder may hold it while the next refresh builds a new one.
+ */
+export interface Snapshot {
+  /** Date.now() when the refresh started. */
+  takenAt: number;
+  hypervisor: HypervisorInfo | null;
+  /** null while libvirt is unreachable. */
+  domains: DomainRecord[] | null;
+  host: HostInfo;
+}
