@@ -1,7 +1,8 @@
 // Public surface of the AgentX library. It knows nothing of VMs.
 export * from './pdu';
 export { compareOids, oidEquals, isPrefixOf, parseOid, formatOid } from './oid';
-export { encodePdu, decodePdu, PduDecodeError } from './codec';
+export { encodePdu, decodePdu, decodeHeader, describePdu, pduTypeName, PduDecodeError, PduEncodeError } from './codec';
+export type { RawHeader } from './codec';
 export { PduFramer, FramingError } from './framer';
 export type { RequestHandler, RequestContext, SetResult, WritableObject } from './handler';
 export { MibView, MibViewBuilder } from './view';

@@ -121,7 +121,7 @@ export class PduWriter {
   oid(oid: Oid, what: string, part?: string, include = false): void {
     if (!Array.isArray(oid)) throw new PduEncodeError(`${joinName(what, part)} must be an array of sub-identifiers`);
     const compress =
-      oid.length > 4 && oid[0] === 1 && oid[1] === 3 && oid[2] === 6 && oid[3] === 1 && oid[4] > 0 && oid[4] <= 256;
+      oid.length > 4 && oid[0] === 1 && oid[1] === 3 && oid[2] === 6 && oid[3] === 1 && oid[4] > 0 && oid[4] < 256;
     const first = compress ? 5 : 0;
     const nSubid = oid.length - first;
     if (nSubid > MAX_SUBIDS) {

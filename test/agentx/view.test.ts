@@ -241,44 +241,53 @@ describe('MibView at scale', () => {
     expect(formatOid(cursor)).toBe(formatOid(iterated[iterated.length - 1].oid));
   });
 
-  /** Median nanoseconds per call of fn over queries, across repeated rounds. */
-  function medianNanos(queries: readonly Oid[], fn: (q: Oid) => unknown): number {
-    const rounds: number[] = [];
-    for (let round = 0; round < 11; round++) {
-      const started = process.hrtime.bigint();
-      for (const q of queries) fn(q);
-      rounds.push(Number(process.hrtime.bigint() - started) / queries.length);
-    }
-    rounds.sort((a, b) => a - b);
-    return rounds[rounds.length >> 1];
-  }
-
-  function lookupCosts(count: number): { walk: number; random: number } {
+  /** Walk-order and random queries over a view of `count` instances. */
+  function lookupWorkload(count: number): { view: MibView; walk: Oid[]; random: Oid[] } {
     const view = vmLikeView(count);
     const names = [...view].map((vb) => vb.oid);
-    const walk = names.slice(0, 10_000);
     let seed = 7;
-    const random = Array.from({ length: 20_000 }, () => {
+    const random = Array.from({ length: 10_000 }, () => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return names[seed % names.length];
     });
-    return {
-      walk: medianNanos(walk, (q) => view.next(q, false, [])),
-      random: medianNanos(random, (q) => view.get(q)),
-    };
+    return { view, walk: names.slice(0, 10_000), random };
   }
 
+  function nanosPerCall(queries: readonly Oid[], fn: (q: Oid) => unknown): number {
+    const started = process.hrtime.bigint();
+    for (const q of queries) fn(q);
+    return Number(process.hrtime.bigint() - started) / queries.length;
+  }
+
+  const median = (samples: number[]): number => samples.sort((a, b) => a - b)[samples.length >> 1];
+
   test('lookups are O(log n): 10k and 1M instances cost about the same', () => {
-    lookupCosts(10_000); // warm up the JIT before timing anything
-    const small = lookupCosts(10_000);
-    const large = lookupCosts(1_000_000);
-    if (process.env.VIEW_BENCH) console.log({ small, large });
+    const small = lookupWorkload(10_000);
+    const large = lookupWorkload(1_000_000);
+    const samples = { smallWalk: [] as number[], largeWalk: [] as number[], smallRandom: [] as number[], largeRandom: [] as number[] };
+    // Rounds alternate between the sizes so that load from other processes on
+    // the 2-core machine hits both alike; the first rounds warm up the JIT.
+    for (let round = 0; round < 15; round++) {
+      const walkSmall = nanosPerCall(small.walk, (q) => small.view.next(q, false, []));
+      const walkLarge = nanosPerCall(large.walk, (q) => large.view.next(q, false, []));
+      const randomSmall = nanosPerCall(small.random, (q) => small.view.get(q));
+      const randomLarge = nanosPerCall(large.random, (q) => large.view.get(q));
+      if (round < 3) continue;
+      samples.smallWalk.push(walkSmall);
+      samples.largeWalk.push(walkLarge);
+      samples.smallRandom.push(randomSmall);
+      samples.largeRandom.push(randomLarge);
+    }
+    const walkRatio = median(samples.largeWalk) / median(samples.smallWalk);
+    const randomRatio = median(samples.largeRandom) / median(samples.smallRandom);
+    if (process.env.VIEW_BENCH) console.log({ samples, walkRatio, randomRatio });
     // log2(1M) / log2(10k) is 1.5; a linear scan would be ~100 times slower.
     // Walk-order lookups (what a GetNext walk does) measure the algorithm.
-    expect(large.walk / small.walk).toBeLessThan(3);
+    expect(walkRatio).toBeLessThan(3);
     // Random lookups over 56 MB of packed OIDs also pay cache misses that
-    // 560 kB do not (measured 3-6x on the 2-core test VM), hence the wider bound.
-    expect(large.random / small.random).toBeLessThan(12);
+    // 560 kB do not (4-14x measured on the 2-core test VM), so this bound only
+    // separates O(log n) from a scan, which would be ~100x.
+    expect(randomRatio).toBeLessThan(30);
   });
 
   test('memory per instance stays small (packed OIDs, no object per entry)', async () => {
