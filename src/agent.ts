@@ -5,7 +5,8 @@ import {
   AgentxLog, AgentxSession, MibView, Oid, Responder, ResponseError, Value, ValueType, formatOid,
 } from '../agentx';
 import type { Config } from './config';
-import { collectHost } from './collectors/host';
+import { collectHost, HostCollectorState } from './collectors/host';
+import { resolveImagePaths } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
 import { buildVmMibView, hvUpTimeTicks, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
@@ -43,6 +44,8 @@ export class VmmAgent {
   private timer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
   private readonly paths: HostPaths;
+  /** Kept across refreshes: snmpd never forgets a CPU or mount it has seen, so neither may we. */
+  private readonly hostState = new HostCollectorState();
   private notify: ((n: Notification) => Promise<void>) | null = null;
 
   constructor(private readonly deps: AgentDeps) {
@@ -118,7 +121,7 @@ export class VmmAgent {
     const { config, log } = this.deps;
     const takenAt = Date.now();
     const [host, domains] = await Promise.all([
-      collectHost(this.paths, log),
+      collectHost(this.paths, log, this.hostState),
       this.deps.domains.collect().then(
         (d) => d,
         (err: Error) => {
@@ -137,11 +140,16 @@ export class VmmAgent {
     } else if (this.libvirtDownSince === null) {
       this.libvirtDownSince = takenAt;
     }
+    const imageFiles: string[] = [];
+    for (const d of this.lastDomains ?? []) {
+      for (const disk of d.disks) if (disk.source && (disk.sourceKind === 'file' || disk.sourceKind === 'dir')) imageFiles.push(disk.source);
+    }
     const snapshot: Snapshot = {
       takenAt,
       hypervisor: this.deps.domains.hypervisorInfo(),
       domains: this.lastDomains,
       host,
+      imagePaths: await resolveImagePaths(imageFiles),
     };
     const indexes = this.deps.store.assign((snapshot.domains ?? []).map((d) => ({
       uuid: d.uuid,

@@ -38,7 +38,9 @@ export const DEFAULTS: Config = {
   bulkNotifications: false,
   procRoot: '/proc',
   sysRoot: '/sys',
-  mountsFile: '/proc/mounts',
+  // snmpd reads /etc/mtab (Debian builds it --with-mnttab=/etc/mtab); reading the same
+  // table keeps vmStorageParent equal to snmpd's hrStorageIndex.
+  mountsFile: '/etc/mtab',
   dump: false,
   check: false,
 };

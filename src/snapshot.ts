@@ -110,7 +110,11 @@ export interface HostInterface {
   parentIfIndex: number;
 }
 
-/** A mounted filesystem and the hrStorageIndex snmpd gives it. */
+/**
+ * A mount point and the hrStorageIndex snmpd gives it: 0 for mounts snmpd
+ * does not list (proc, devtmpfs, ...), which are kept so that a path on them
+ * does not fall through to "/".
+ */
 export interface HostFilesystem {
   mountPoint: string;
   hrStorageIndex: number;
@@ -136,4 +140,6 @@ export interface Snapshot {
   /** null while libvirt is unreachable. */
   domains: DomainRecord[] | null;
   host: HostInfo;
+  /** Disk image path as configured → with symlinks resolved, for vmStorageParent. */
+  imagePaths: Map<string, string>;
 }

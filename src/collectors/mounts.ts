@@ -24,7 +24,7 @@
 //   indexes; 5.9.3 has no ignoremount directive.
 // Measured against snmpd 5.9.3 (private mount namespace, fixture bind-mounted
 // over /proc/<pid>/mounts): see test/collectors/host-linkage.test.ts.
-import { realpathSync } from 'node:fs';
+import { realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { HostFilesystem } from '../snapshot';
 import { HostPaths, ReportUnreadable, ignoreUnreadable, readTextFile } from './paths';
@@ -162,17 +162,23 @@ function isUnder(mountPoint: string, file: string): boolean {
  */
 export function filesystemFor(filesystems: readonly HostFilesystem[], file: string): HostFilesystem | undefined {
   if (!path.isAbsolute(file)) return undefined;
-  let resolved = path.normalize(file);
-  try {
-    resolved = realpathSync.native(resolved);
-  } catch {
-    // Not there (yet) or not reachable: the configured path is the best we have.
-  }
+  const resolved = path.normalize(file);
   let best: HostFilesystem | undefined;
   for (const fs of filesystems) {
     if (isUnder(fs.mountPoint, resolved) && (!best || fs.mountPoint.length > best.mountPoint.length)) best = fs;
   }
   return best;
+}
+
+/**
+ * Resolves symlinks in image paths (off the main thread, on the libuv pool),
+ * so that filesystemFor sees where an image really lives. A path that does
+ * not exist (yet) or cannot be reached maps to itself.
+ */
+export async function resolveImagePaths(files: Iterable<string>): Promise<Map<string, string>> {
+  const unique = [...new Set(files)].filter((f) => path.isAbsolute(f));
+  const resolved = await Promise.all(unique.map((f) => realpath(f).catch(() => path.normalize(f))));
+  return new Map(unique.map((f, i) => [f, resolved[i]]));
 }
 
 /** The mount table, or [] after reporting that it could not be read. */

@@ -68,7 +68,7 @@ export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state
   addTable(b, vmTable(rows, state));
   addTable(b, vmCpuTable(rows));
   addTable(b, vmCpuAffinityTable(rows, snapshot.host));
-  addTable(b, vmStorageTable(rows, snapshot.host));
+  addTable(b, vmStorageTable(rows, snapshot.host, snapshot.imagePaths));
   addTable(b, vmNetworkTable(rows, snapshot.host));
   scalar(O.vmPerVMNotificationsEnabled, integer(state.perVmNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
   scalar(O.vmBulkNotificationsEnabled, integer(state.bulkNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
@@ -153,7 +153,7 @@ function sortedVcpus(d: DomainRecord): DomainRecord['vcpus'] {
   return d.vcpus.slice().sort((a, b) => a.number - b.number);
 }
 
-function vmStorageTable(rows: readonly VmRow[], host: HostInfo): Table {
+function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: Map<string, string>): Table {
   const C = O.VmStorageColumn;
   const columns = [C.Parent, C.SourceType, C.SourceTypeString, C.ResourceID, C.Access, C.MediaType, C.MediaTypeString,
     C.SizeUnit, C.DefinedSize, C.AllocatedSize, C.ReadIOs, C.WriteIOs, C.ReadOctets, C.WriteOctets, C.ReadLatency,
@@ -165,7 +165,7 @@ function vmStorageTable(rows: readonly VmRow[], host: HostInfo): Table {
       .filter((x): x is { disk: DiskRecord; index: number } => x.index !== undefined)
       .sort((a, b) => a.index - b.index);
     for (const { disk, index } of disks) {
-      out.push({ index: [indexes.vmIndex, index], cells: storageCells(disk, host) });
+      out.push({ index: [indexes.vmIndex, index], cells: storageCells(disk, host, imagePaths) });
     }
   }
   return { entry: O.vmStorageEntry, columns, rows: out };
@@ -204,14 +204,14 @@ export function storageMediaType(disk: DiskRecord): O.StorageMediaType {
   }
 }
 
-function storageCells(disk: DiskRecord, host: HostInfo): (Value | undefined)[] {
+function storageCells(disk: DiskRecord, host: HostInfo, imagePaths: Map<string, string>): (Value | undefined)[] {
   const sourceType = storageSourceType(disk);
   const fixedSize = sourceType === O.StorageSourceType.Block || sourceType === O.StorageSourceType.Raw;
   // For block and raw sources RFC 7666 makes the allocated size equal to the defined size.
   const allocation = fixedSize ? disk.capacity : disk.allocation;
   const sizes = scaleToInteger32([disk.capacity, allocation], 1048576n);
   const parent = disk.source && (disk.sourceKind === 'file' || disk.sourceKind === 'dir')
-    ? filesystemFor(host.filesystems, disk.source)?.hrStorageIndex ?? 0
+    ? filesystemFor(host.filesystems, imagePaths.get(disk.source) ?? disk.source)?.hrStorageIndex ?? 0
     : 0;
   const opt = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
   const readonly = disk.readonly || disk.device === 'cdrom';
