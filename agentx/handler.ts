@@ -26,6 +26,8 @@ export interface RequestHandler {
   undoSet(ctx: RequestContext): SetResult;
   /** CleanupSet has no Response (RFC 2741 §7.2.4.4). */
   cleanupSet(ctx: RequestContext): void;
+  /** The session ended: forget Set transactions it left open. */
+  sessionClosed?(sessionId: number): void;
 }
 
 /**

@@ -200,6 +200,10 @@ export class Responder implements RequestHandler {
   }
 
   /** Forgets the Set transactions of a closed session, cleaning them up; the master will never finish them. */
+  sessionClosed(sessionId: number): void {
+    this.dropSession(sessionId);
+  }
+
   dropSession(sessionId: number): void {
     for (const [key, transaction] of this.transactions) {
       if (key.startsWith(`${sessionId}/`)) {

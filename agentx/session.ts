@@ -328,6 +328,7 @@ export class AgentxSession extends EventEmitter {
       p.reject(new AgentxNotOpenError(`${p.what}: connection to the master closed`));
     }
     if (this.stateValue !== 'closed') this.stateValue = 'idle';
+    if (this.sessionId !== 0) this.handler.sessionClosed?.(this.sessionId);
     if (wasOpen) {
       this.log('warn', `AgentX session ${this.sessionId} with ${formatAgentxAddress(this.address)} lost; reconnecting`);
       this.emit('close');

@@ -91,7 +91,6 @@ export class MibView implements Iterable<VarBind> {
    * shorter of lcp(A, oid) and lcp(B, oid) in common with oid.
    */
   private lowerBound(oid: Oid): number {
-    { let i = 0; while (i < this.values.length && this.compareAt(i, oid) < 0) i++; return i; }
     const { subids, offsets } = this;
     let lo = 0;
     let hi = this.values.length;
