@@ -114,7 +114,8 @@ function vmTable(rows: readonly VmRow[], state: ModelState): Table {
         integer(-1),
         integer(mem.scaled[1] ?? -1),
         timeTicks(d.id >= 0 && upSince !== null ? (state.now - upSince) / 10 : 0),
-        counter64(d.cpuTimeNs / NS_PER_US),
+        // Some drivers report a clock-based CPU time for shut-off domains; an inactive VM has used none.
+        counter64(d.id >= 0 ? d.cpuTimeNs / NS_PER_US : 0n),
       ];
       return { index: [indexes.vmIndex], cells };
     }),
@@ -127,7 +128,7 @@ function vmCpuTable(rows: readonly VmRow[]): Table {
     for (const v of sortedVcpus(d)) {
       // An inactive VM's vCPUs have used no time since it stopped; a running
       // one whose time libvirt did not report gets no value rather than a false 0.
-      const time = v.cpuTimeNs ?? (d.id < 0 ? 0n : null);
+      const time = d.id < 0 ? 0n : v.cpuTimeNs;
       out.push({ index: [indexes.vmIndex, v.number + 1], cells: [time === null ? undefined : counter64(time / NS_PER_US)] });
     }
   }

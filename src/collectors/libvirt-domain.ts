@@ -1,0 +1,295 @@
+// One domain's DomainRecord: its live XML (configuration), then runtime
+// values, taken from the bulk virConnectGetAllDomainStats record where the
+// driver filled the group and from per-domain calls where it did not (the
+// test driver fills only state.*).
+//
+// The XML, state and info calls are essential: if one fails the domain has
+// no record this refresh (the caller keeps its previous one, or drops it if
+// it vanished). vCPU, pinning, block and job calls are not: a failure leaves
+// the affected fields null, unless the error says the domain or the
+// connection is gone.
+
+import {
+  autostart,
+  blockInfo,
+  blockStats,
+  domainInfo,
+  domainState,
+  domainVcpuPinning,
+  domainVcpus,
+  domainXml,
+  hasManagedSave,
+  isPersistent,
+  jobInfo,
+  jobStats,
+  legacyBlockStats,
+  type JobState,
+} from '../libvirt/domain-calls';
+import { ErrorCode, LibvirtError } from '../libvirt/errors';
+import type { DomainPtr } from '../libvirt/ffi';
+import { paramBigInt, paramNumber, type TypedParamValue } from '../libvirt/typed-params';
+import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
+import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
+
+export interface DomainTarget {
+  dom: DomainPtr;
+  uuid: string;
+  name: string;
+  id: number;
+  /** This domain's virConnectGetAllDomainStats parameters (maybe only state.*), or empty. */
+  stats: ReadonlyMap<string, TypedParamValue>;
+}
+
+/** Answers from the bulk filtered domain lists, or null when the driver rejected the filters. */
+export interface BulkFlags {
+  transient: ReadonlySet<string>;
+  autostart: ReadonlySet<string>;
+  managedSave: ReadonlySet<string>;
+}
+
+export type Support = 'unknown' | 'yes' | 'no';
+
+/** What this connection's driver turned out to support; learned once, kept per connection. */
+export interface DriverSupport {
+  blockStatsFlags: Support;
+  jobStats: Support;
+  jobInfo: Support;
+}
+
+export interface DomainQueryContext {
+  /** Active host CPUs: "every CPU" for a vCPU the XML does not pin. */
+  hostCpus: number;
+  /** Highest host CPU number + 1: how many bits a cpumap has. */
+  hostCpuNumbers: number;
+  bulk: BulkFlags | null;
+  support: DriverSupport;
+  /** Parsed XML by UUID, reused while the XML text is unchanged. */
+  xmlCache: Map<string, { xml: string; facts: DomainXmlFacts }>;
+  /** Reports a non-essential failure (the collector logs each distinct one once). */
+  minorFailure(uuid: string, what: string, err: unknown): void;
+}
+
+/** Errors after which no further call on this domain can succeed this refresh. */
+export function isDomainFatal(err: unknown): boolean {
+  return (
+    err instanceof LibvirtError &&
+    (err.code === ErrorCode.NO_DOMAIN || err.code === ErrorCode.INVALID_DOMAIN || err.isConnectionError)
+  );
+}
+
+export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Promise<DomainRecord> {
+  const xml = await domainXml(t.dom);
+  const facts = parsedXml(t.uuid, xml, ctx);
+
+  const bulkState = paramNumber(t.stats, 'state.state');
+  const { state, reason } =
+    bulkState !== null ? { state: bulkState, reason: paramNumber(t.stats, 'state.reason') ?? 0 } : await domainState(t.dom);
+  const active = t.id !== -1;
+
+  const balloon = paramBigInt(t.stats, 'balloon.current');
+  const cpuTime = paramBigInt(t.stats, 'cpu.time');
+  const { memoryKiB, cpuTimeNs } =
+    balloon !== null && (cpuTime !== null || !active)
+      ? { memoryKiB: balloon, cpuTimeNs: cpuTime ?? 0n }
+      : await domainInfo(t.dom);
+
+  // Non-essential calls: a failure leaves the field unknown.
+  const minor = async <R>(what: string, call: () => Promise<R>): Promise<R | null> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (isDomainFatal(err)) throw err;
+      ctx.minorFailure(t.uuid, what, err);
+      return null;
+    }
+  };
+
+  // Pinning as libvirt resolves it: live for a running domain, the
+  // configuration otherwise (defaults such as "no pin = every host CPU" are
+  // driver-specific, so libvirt is asked rather than the XML interpreted).
+  // The XML is the fallback when the call fails.
+  const pins = await minor('vCPU pinning', () => domainVcpuPinning(t.dom, facts.maxVcpus, ctx.hostCpuNumbers));
+  const runtime: VcpuRuntime[] = active
+    ? (vcpusFromStats(t.stats) ??
+      (await minor('vCPU info', () => domainVcpus(t.dom, facts.maxVcpus))) ??
+      facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null })))
+    : facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
+  const vcpus: VcpuRecord[] = runtime.map((v) => ({
+    ...v,
+    affinity: pins?.[v.number] ?? (active ? null : xmlAffinity(facts, v.number, ctx.hostCpus)),
+  }));
+
+  const job = await queryJob(t, active, ctx);
+  const blockIndex = bulkBlockIndex(t.stats);
+  const disks: DiskRecord[] = [];
+  for (const disk of facts.disks) disks.push(await diskRecord(t, disk, active, blockIndex.get(disk.target), ctx, minor));
+
+  return {
+    uuid: t.uuid,
+    name: t.name,
+    id: t.id,
+    state,
+    reason,
+    autostart: ctx.bulk ? ctx.bulk.autostart.has(t.uuid) : await minor('autostart', () => autostart(t.dom)),
+    persistent: ctx.bulk ? !ctx.bulk.transient.has(t.uuid) : await minor('persistence', () => isPersistent(t.dom)),
+    managedSave: ctx.bulk
+      ? ctx.bulk.managedSave.has(t.uuid)
+      : ((await minor('managed save', () => hasManagedSave(t.dom))) ?? false),
+    osType: facts.osType,
+    curVcpus: facts.curVcpus,
+    maxVcpus: facts.maxVcpus,
+    memoryKiB,
+    maxMemoryKiB: facts.memoryKiB,
+    hotplugMemoryKiB: facts.hotplugMemoryKiB,
+    cpuTimeNs,
+    vcpus,
+    disks,
+    nics: facts.nics.map((n) => ({ ...n })),
+    jobType: job?.type ?? null,
+    jobOperation: job?.operation ?? null,
+  };
+}
+
+function parsedXml(uuid: string, xml: string, ctx: DomainQueryContext): DomainXmlFacts {
+  const cached = ctx.xmlCache.get(uuid);
+  if (cached !== undefined && cached.xml === xml) return cached.facts;
+  const facts = parseDomainXml(xml);
+  ctx.xmlCache.set(uuid, { xml, facts });
+  return facts;
+}
+
+type VcpuRuntime = Pick<VcpuRecord, 'number' | 'state' | 'cpuTimeNs'>;
+type Minor = <R>(what: string, call: () => Promise<R>) => Promise<R | null>;
+
+async function diskRecord(
+  t: DomainTarget,
+  disk: XmlDisk,
+  active: boolean,
+  bulkIndex: number | undefined,
+  ctx: DomainQueryContext,
+  minor: Minor,
+): Promise<DiskRecord> {
+  const record: DiskRecord = {
+    ...disk,
+    capacity: null,
+    allocation: null,
+    physical: null,
+    rdReq: null,
+    wrReq: null,
+    rdBytes: null,
+    wrBytes: null,
+    rdTotalTimeNs: null,
+    wrTotalTimeNs: null,
+  };
+  // An empty drive (ejected CD-ROM) has nothing to size or count.
+  if (disk.source === null || disk.target === '') return record;
+
+  const prefix = bulkIndex !== undefined ? `block.${bulkIndex}.` : null;
+  const bulk = (name: string): bigint | null => (prefix !== null ? paramBigInt(t.stats, prefix + name) : null);
+
+  if (bulk('capacity') !== null) {
+    record.capacity = bulk('capacity');
+    record.allocation = bulk('allocation');
+    record.physical = bulk('physical');
+  } else {
+    const info = await minor(`block info of ${disk.target}`, () => blockInfo(t.dom, disk.target));
+    if (info !== null) Object.assign(record, info);
+  }
+  if (!active) return record;
+
+  if (bulk('rd.reqs') !== null) {
+    record.rdReq = bulk('rd.reqs');
+    record.wrReq = bulk('wr.reqs');
+    record.rdBytes = bulk('rd.bytes');
+    record.wrBytes = bulk('wr.bytes');
+    record.rdTotalTimeNs = bulk('rd.times');
+    record.wrTotalTimeNs = bulk('wr.times');
+    return record;
+  }
+  const stats = await minor(`block stats of ${disk.target}`, () => blockStatsAnyApi(t.dom, disk.target, ctx.support));
+  if (stats !== null) {
+    record.rdReq = paramBigInt(stats, 'rd_operations');
+    record.wrReq = paramBigInt(stats, 'wr_operations');
+    record.rdBytes = paramBigInt(stats, 'rd_bytes');
+    record.wrBytes = paramBigInt(stats, 'wr_bytes');
+    record.rdTotalTimeNs = paramBigInt(stats, 'rd_total_times');
+    record.wrTotalTimeNs = paramBigInt(stats, 'wr_total_times');
+  }
+  return record;
+}
+
+/** virDomainBlockStatsFlags, or the legacy virDomainBlockStats on drivers without it (learned once). */
+async function blockStatsAnyApi(
+  dom: DomainPtr,
+  target: string,
+  support: DriverSupport,
+): Promise<Map<string, TypedParamValue>> {
+  if (support.blockStatsFlags !== 'no') {
+    try {
+      const stats = await blockStats(dom, target);
+      support.blockStatsFlags = 'yes';
+      return stats;
+    } catch (err) {
+      if (!(err instanceof LibvirtError && err.isUnsupported)) throw err;
+      support.blockStatsFlags = 'no';
+    }
+  }
+  return legacyBlockStats(dom, target);
+}
+
+/**
+ * The current job: virDomainGetJobStats (names the operation), else
+ * virDomainGetJobInfo; null when the driver has neither (learned once).
+ */
+async function queryJob(t: DomainTarget, active: boolean, ctx: DomainQueryContext): Promise<JobState | null> {
+  const { support } = ctx;
+  const apiKnown = support.jobStats === 'yes' || support.jobInfo === 'yes';
+  // Jobs (migration, save, dump, backup) only run on active domains.
+  if (!active) return apiKnown ? { type: 0, operation: null } : null;
+  for (const [key, call] of [['jobStats', jobStats], ['jobInfo', jobInfo]] as const) {
+    if (support[key] === 'no') continue;
+    try {
+      const job = await call(t.dom);
+      support[key] = 'yes';
+      return job;
+    } catch (err) {
+      if (err instanceof LibvirtError && err.isUnsupported) {
+        support[key] = 'no';
+        continue;
+      }
+      if (isDomainFatal(err)) throw err;
+      ctx.minorFailure(t.uuid, 'job info', err);
+      return null;
+    }
+  }
+  return null;
+}
+
+/** vcpu.<n>.state / vcpu.<n>.time from the bulk stats, or null when the driver left the group out. */
+function vcpusFromStats(stats: ReadonlyMap<string, TypedParamValue>): VcpuRuntime[] | null {
+  if (!stats.has('vcpu.current')) return null;
+  const vcpus: VcpuRuntime[] = [];
+  for (const key of stats.keys()) {
+    const m = /^vcpu\.(\d+)\.state$/.exec(key);
+    if (m === null) continue;
+    const n = Number(m[1]);
+    vcpus.push({
+      number: n,
+      state: paramNumber(stats, key),
+      cpuTimeNs: paramBigInt(stats, `vcpu.${n}.time`),
+    });
+  }
+  return vcpus.sort((a, b) => a.number - b.number);
+}
+
+/** block.<i>.name → i, for the bulk block group. */
+function bulkBlockIndex(stats: ReadonlyMap<string, TypedParamValue>): Map<string, number> {
+  const index = new Map<string, number>();
+  const count = paramNumber(stats, 'block.count') ?? 0;
+  for (let i = 0; i < count; i++) {
+    const name = stats.get(`block.${i}.name`);
+    // With VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING a name repeats for backing images; the first is the top.
+    if (typeof name === 'string' && !index.has(name)) index.set(name, i);
+  }
+  return index;
+}

@@ -1,0 +1,39 @@
+// Adapts LibvirtCollector to what the agent needs (DomainSource): opening per
+// the configuration, a hypervisorInfo that is null instead of throwing, and
+// one event stream for lifecycle and job-completed events.
+import type { AgentxLog } from '../agentx';
+import type { DomainSource } from './agent';
+import { LibvirtCollector } from './collectors/libvirt';
+import type { Config } from './config';
+import type { DomainRecord, HypervisorInfo } from './snapshot';
+
+export class LibvirtDomainSource implements DomainSource {
+  private constructor(private readonly collector: LibvirtCollector) {}
+
+  static async open(config: Config, log: AgentxLog): Promise<LibvirtDomainSource> {
+    const collector = new LibvirtCollector({ domainTimeoutMs: config.domainTimeoutSeconds * 1000, log });
+    await collector.open(config.libvirtUri, { readOnly: !config.libvirtReadWrite });
+    return new LibvirtDomainSource(collector);
+  }
+
+  hypervisorInfo(): HypervisorInfo | null {
+    try {
+      return this.collector.hypervisorInfo();
+    } catch {
+      return null;
+    }
+  }
+
+  collect(): Promise<DomainRecord[]> {
+    return this.collector.collect();
+  }
+
+  onEvent(cb: (uuid: string) => void): void {
+    this.collector.onLifecycle((uuid) => cb(uuid));
+    this.collector.onJobCompleted((uuid) => cb(uuid));
+  }
+
+  close(): Promise<void> {
+    return this.collector.close();
+  }
+}

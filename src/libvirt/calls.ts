@@ -1,0 +1,262 @@
+// Typed, promise-returning wrappers around libvirt's connection-wide calls
+// (open, facts, domain lists, bulk stats, event registration); the
+// per-domain ones are in domain-calls.ts. Every call that reaches a
+// hypervisor driver (and so may block on an RPC round trip or a domain's job
+// lock) runs with koffi's `.async` form on the libuv thread pool. Only pure
+// accessors of the virDomain object (UUID, name, id; no driver involved)
+// and frees run synchronously.
+//
+// A failed call rejects with a LibvirtError (see errors.ts); memory libvirt
+// allocates is freed here, before the promise settles.
+
+import koffi from 'koffi';
+import type { KoffiFunc } from 'koffi';
+import {
+  libvirt,
+  STATS_RECORD_SIZE,
+  UUID_STRING_BUFLEN,
+  VIR_CONNECT_RO,
+  type ConnectPtr,
+  type DomainPtr,
+  type LibvirtApi,
+  type NativePtr,
+  type NodeInfoStruct,
+} from './ffi';
+import { errorMark, failure } from './errors';
+import { decodeNativeTypedParams, type TypedParamValue } from './typed-params';
+import { endianness } from 'node:os';
+
+const littleEndian = endianness() === 'LE';
+const api = (): LibvirtApi => libvirt().api;
+
+/** Runs a koffi function on the libuv thread pool and resolves with its C return value. */
+export function callAsync<A extends unknown[], R>(fn: KoffiFunc<(...args: A) => R>, ...args: A): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
+    fn.async(...args, (err: unknown, result: R) => {
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else resolve(result);
+    });
+  });
+}
+
+/** Decodes a malloc'd C string returned by libvirt and frees it. */
+export function takeString(p: NativePtr | null): string | null {
+  if (p === null) return null;
+  try {
+    return koffi.decode.string(p);
+  } finally {
+    api().free(p);
+  }
+}
+
+/** uint64 values arrive as a Number below 2^53 and a BigInt above: always hand out a BigInt. */
+export function toBigInt(value: number | bigint): bigint {
+  return typeof value === 'bigint' ? value : BigInt(value);
+}
+
+/** Runs `call`, and rejects with the libvirt error when `ok` says the C return value means failure. */
+export async function checked<R>(operation: string, call: () => Promise<R>, ok: (result: R) => boolean): Promise<R> {
+  const mark = errorMark();
+  const result = await call();
+  if (!ok(result)) throw failure(operation, mark);
+  return result;
+}
+export const nonNegative = (rc: number): boolean => rc >= 0;
+
+// ---------------------------------------------------------------- connection
+
+export async function openConnection(uri: string | null, readOnly: boolean): Promise<ConnectPtr> {
+  const conn = await checked(
+    `virConnectOpenAuth(${uri ?? 'default URI'})`,
+    () => callAsync(api().virConnectOpenAuth, uri, null, readOnly ? VIR_CONNECT_RO : 0),
+    (c) => c !== null,
+  );
+  return conn as ConnectPtr;
+}
+
+/** Drops a reference (the one from openConnection or from retainConnection). */
+export async function closeConnection(conn: ConnectPtr): Promise<void> {
+  await callAsync(api().virConnectClose, conn);
+}
+
+/**
+ * Takes a reference so that `conn` stays valid while calls use it, even if
+ * the connection is declared dead and closed meanwhile (libvirt frees it at
+ * the last reference). Local refcount only: never blocks.
+ */
+export function retainConnection(conn: ConnectPtr): void {
+  api().virConnectRef(conn);
+}
+
+/** False when the transport under a remote connection has failed. */
+export async function isAlive(conn: ConnectPtr): Promise<boolean> {
+  return (await callAsync(api().virConnectIsAlive, conn)) === 1;
+}
+
+/** libvirt packs versions as major * 1,000,000 + minor * 1,000 + micro. */
+export function formatVersion(packed: number | bigint): string {
+  const v = Number(packed);
+  return `${Math.floor(v / 1e6)}.${Math.floor(v / 1e3) % 1000}.${v % 1000}`;
+}
+
+export interface ConnectionFacts {
+  type: string;
+  version: string | null;
+  libvirtVersion: string;
+  uri: string;
+  /** Active host CPUs (virNodeGetInfo). */
+  hostCpus: number;
+  /** Highest host CPU number + 1, offline CPUs included (virNodeGetCPUMap): the bits a cpumap needs. */
+  hostCpuNumbers: number;
+}
+
+export async function connectionFacts(conn: ConnectPtr): Promise<ConnectionFacts> {
+  const type = await checked('virConnectGetType', () => callAsync(api().virConnectGetType, conn), (t) => t !== null);
+  const hv: [number | bigint] = [0];
+  // Drivers without a hypervisor version (e.g. some remote setups) fail or report 0.
+  const hvRc = await callAsync(api().virConnectGetVersion, conn, hv);
+  const lib: [number | bigint] = [0];
+  await checked('virConnectGetLibVersion', () => callAsync(api().virConnectGetLibVersion, conn, lib), nonNegative);
+  const uriPtr = await checked('virConnectGetURI', () => callAsync(api().virConnectGetURI, conn), (p) => p !== null);
+  const node: Partial<NodeInfoStruct> = {};
+  await checked('virNodeGetInfo', () => callAsync(api().virNodeGetInfo, conn, node), nonNegative);
+  // CPU numbers can be sparse (offline CPUs): cpumaps must cover the highest one.
+  const cpuNumbers = await callAsync(api().virNodeGetCPUMap, conn, null, null, 0);
+  return {
+    type: type ?? '',
+    version: hvRc >= 0 && Number(hv[0]) > 0 ? formatVersion(hv[0]) : null,
+    libvirtVersion: formatVersion(lib[0]),
+    uri: takeString(uriPtr) ?? '',
+    hostCpus: node.cpus ?? 0,
+    hostCpuNumbers: Math.max(cpuNumbers, node.cpus ?? 0),
+  };
+}
+
+// ------------------------------------------------------------ domain lists
+
+/** Domains matching `flags` (virConnectListAllDomainsFlags); the caller owns each reference. */
+export async function listDomains(conn: ConnectPtr, flags: number): Promise<DomainPtr[]> {
+  const out: [NativePtr | null] = [null];
+  const n = await checked(
+    `virConnectListAllDomains(flags=${flags})`,
+    () => callAsync(api().virConnectListAllDomains, conn, out, flags),
+    nonNegative,
+  );
+  if (out[0] === null) return [];
+  const doms = n > 0 ? (koffi.decode(out[0], 'void *', n) as DomainPtr[]) : [];
+  api().free(out[0]);
+  return doms;
+}
+
+/** UUIDs of the domains matching `flags`. */
+export async function listDomainUuids(conn: ConnectPtr, flags: number): Promise<Set<string>> {
+  const uuids = new Set<string>();
+  for (const dom of await listDomains(conn, flags)) {
+    uuids.add(domainUuid(dom));
+    api().virDomainFree(dom);
+  }
+  return uuids;
+}
+
+export interface DomainStatsEntry {
+  /** A reference the caller owns: release it with releaseDomain(). */
+  dom: DomainPtr;
+  params: Map<string, TypedParamValue>;
+}
+
+/**
+ * virConnectGetAllDomainStats for all domains (active and inactive). Groups
+ * the driver does not support are silently missing from `params`.
+ */
+export async function allDomainStats(conn: ConnectPtr, groups: number, flags: number): Promise<DomainStatsEntry[]> {
+  const out: [NativePtr | null] = [null];
+  const n = await checked(
+    `virConnectGetAllDomainStats(flags=${flags})`,
+    () => callAsync(api().virConnectGetAllDomainStats, conn, groups, out, flags),
+    nonNegative,
+  );
+  const list = out[0];
+  if (list === null) return [];
+  const entries: DomainStatsEntry[] = [];
+  try {
+    const recordPtrs = n > 0 ? (koffi.decode(list, 'void *', n) as NativePtr[]) : [];
+    for (const rec of recordPtrs) {
+      const raw = new DataView(koffi.view(rec, STATS_RECORD_SIZE));
+      const dom = raw.getBigUint64(0, littleEndian) as DomainPtr;
+      const paramsPtr = raw.getBigUint64(8, littleEndian);
+      const nparams = raw.getInt32(16, littleEndian);
+      api().virDomainRef(dom);
+      entries.push({ dom, params: decodeNativeTypedParams(paramsPtr, nparams) });
+    }
+  } finally {
+    api().virDomainStatsRecordListFree(list);
+  }
+  return entries;
+}
+
+/**
+ * Drops a domain reference. Synchronous: only call it while holding a
+ * connection reference, so that this can never be the last reference to the
+ * connection (whose disposal may talk to the daemon).
+ */
+export function releaseDomain(dom: DomainPtr): void {
+  api().virDomainFree(dom);
+}
+
+/** Drops a domain reference on the thread pool, for use outside a retained connection. */
+export async function releaseDomainLater(dom: DomainPtr): Promise<void> {
+  await callAsync(api().virDomainFree, dom).catch(() => undefined);
+}
+
+// ------------------------------------------------- domain accessors (local)
+
+export function domainUuid(dom: DomainPtr): string {
+  const buf = Buffer.alloc(UUID_STRING_BUFLEN);
+  api().virDomainGetUUIDString(dom, buf);
+  return buf.toString('latin1', 0, buf.indexOf(0)).toLowerCase();
+}
+
+export function domainName(dom: DomainPtr): string {
+  return api().virDomainGetName(dom) ?? '';
+}
+
+/** Numeric id while running, else -1 (libvirt returns (unsigned int)-1). */
+export function domainId(dom: DomainPtr): number {
+  const id = api().virDomainGetID(dom);
+  return id === 0xffffffff ? -1 : id;
+}
+
+// ------------------------------------------------------------------ events
+
+/** virConnectDomainEventRegisterAny for all domains; resolves with the callback id. */
+export async function registerDomainEvent(conn: ConnectPtr, eventId: number, cb: NativePtr): Promise<number> {
+  return checked(
+    `virConnectDomainEventRegisterAny(event=${eventId})`,
+    () => callAsync(api().virConnectDomainEventRegisterAny, conn, null, eventId, cb, null, null),
+    nonNegative,
+  );
+}
+
+export async function deregisterDomainEvent(conn: ConnectPtr, callbackId: number): Promise<void> {
+  await checked(
+    'virConnectDomainEventDeregisterAny',
+    () => callAsync(api().virConnectDomainEventDeregisterAny, conn, callbackId),
+    nonNegative,
+  );
+}
+
+export async function registerCloseCallback(conn: ConnectPtr, cb: NativePtr): Promise<void> {
+  await checked(
+    'virConnectRegisterCloseCallback',
+    () => callAsync(api().virConnectRegisterCloseCallback, conn, cb, null, null),
+    nonNegative,
+  );
+}
+
+export async function unregisterCloseCallback(conn: ConnectPtr, cb: NativePtr): Promise<void> {
+  await checked(
+    'virConnectUnregisterCloseCallback',
+    () => callAsync(api().virConnectUnregisterCloseCallback, conn, cb),
+    nonNegative,
+  );
+}
