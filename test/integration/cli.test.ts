@@ -1,0 +1,120 @@
+// The vmm-agentx command line as an operator meets it.
+import { runCommand } from '../harness/process';
+import { CLI_JS, DEMO_URI, requireBuiltCli, startAgent } from '../harness/agent';
+import { startSnmpd, SnmpdInstance } from '../harness/snmpd';
+import { snmpbulkwalk } from '../harness/snmp-tools';
+import { promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+function cli(args: string[]) {
+  return runCommand(process.execPath, [CLI_JS, ...args], { env: { ...process.env, LIBVIRT_DEFAULT_URI: '' }, timeoutMs: 30000 });
+}
+
+beforeAll(() => requireBuiltCli());
+
+describe('vmm-agentx command line', () => {
+  test('an unknown flag gives one line on stderr and exit code 2', async () => {
+    const r = await cli(['--frobnicate']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual(['vmm-agentx: unknown option --frobnicate; see --help']);
+  });
+
+  test('a bad value and a broken config file name the culprit', async () => {
+    const bad = await cli(['--refresh', 'soon']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/--refresh: "soon" is not a number/);
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-cli-'));
+    const conf = path.join(dir, 'broken.conf');
+    await fs.writeFile(conf, 'refresh = 5\nlibvirt-url = test:///default\n');
+    const r = await cli(['--config', conf]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe(`vmm-agentx: ${conf}:2: unknown setting "libvirt-url"; see --help for the names`);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('an unreachable libvirt gives one clear line and exit code 1', async () => {
+    const r = await cli(['--libvirt-uri', 'test:///nonexistent/node.xml', '--dump']);
+    expect(r.exitCode).toBe(1);
+    const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('vmm-agentx:'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/cannot connect to libvirt at test:\/\/\/nonexistent\/node.xml: .*--libvirt-uri/);
+  });
+
+  test('--dump prints sorted numeric "OID = TYPE: value" lines and exits 0', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-cli-'));
+    const r = await cli(['--libvirt-uri', DEMO_URI, '--dump', '--state-dir', dir]);
+    expect(r.exitCode).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(100);
+    for (const l of lines) expect(l).toMatch(/^(\.\d+)+ = [A-Za-z0-9-]+: /);
+    const oids = lines.map((l) => l.split(' = ')[0].slice(1).split('.').map(Number));
+    for (let i = 1; i < oids.length; i++) {
+      const a = oids[i - 1], b = oids[i];
+      let c = 0;
+      for (let k = 0; k < Math.min(a.length, b.length) && c === 0; k++) c = a[k] - b[k];
+      if (c === 0) c = a.length - b.length;
+      expect(c).toBeLessThan(0);
+    }
+    expect(lines).toContain('.1.3.6.1.2.1.236.1.2.0 = INTEGER: 9');
+    // --dump reads the state dir but never writes it.
+    expect(await fs.readdir(dir)).toEqual([]);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('--check reports libvirt and the socket, exit 0', async () => {
+    const r = await cli(['--libvirt-uri', DEMO_URI, '--check', '--agentx-socket', 'unix:/nonexistent/agentx.sock']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/libvirt: test:\/\/.*demo-host.xml ok/);
+    expect(r.stdout).toMatch(/agentx socket: unix:\/nonexistent\/agentx.sock absent/);
+  });
+});
+
+describe('--dump and a walk through snmpd agree', () => {
+  let snmpd: SnmpdInstance;
+  beforeAll(async () => { snmpd = await startSnmpd(); });
+  afterAll(async () => { await snmpd?.dispose(); });
+
+  test('same instances, same values for everything that does not tick', async () => {
+    const agent = await startAgent(snmpd);
+    try {
+      const walk = await snmpbulkwalk(snmpd, '.1.3.6.1.2.1.236');
+      const dump = await cli(['--libvirt-uri', DEMO_URI, '--dump', '--state-dir', agent.stateDir]);
+      // Clocks and counters (the test driver's statistics are time-based) move between the two reads.
+      const ticking = /^\.1\.3\.6\.1\.2\.1\.236\.1\.(1\.4|3|4\.1\.(16|17)|5\.1\.2|7\.1\.(1[3-8]))\./;
+      const norm = (lines: string[]) => lines.filter((l) => !ticking.test(l));
+      const walkLines = canonical(walk.stdout);
+      const dumpLines = canonical(dump.stdout);
+      expect(dumpLines.map((l) => l.split(' = ')[0])).toEqual(walkLines.map((l) => l.split(' = ')[0]));
+      expect(norm(dumpLines)).toEqual(norm(walkLines));
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
+/**
+ * Joins snmpwalk's wrapped Hex-STRING lines and spells every octet string as
+ * hex, so that our STRING: "größe" and Net-SNMP's Hex-STRING of the same
+ * bytes compare equal.
+ */
+function canonical(text: string): string[] {
+  const lines: string[] = [];
+  for (const line of text.trim().split('\n')) {
+    if (line.startsWith('.') || lines.length === 0) lines.push(line);
+    else lines[lines.length - 1] += ` ${line}`;
+  }
+  return lines.map((l) => {
+    const [oid, rhs] = [l.slice(0, l.indexOf(' = ')), l.slice(l.indexOf(' = ') + 3)];
+    let bytes: Buffer | null = null;
+    if (rhs.startsWith('STRING: ')) {
+      const body = rhs.slice(8);
+      bytes = Buffer.from(body.startsWith('"') ? JSON.parse(body) as string : body, 'utf8');
+    } else if (rhs.startsWith('Hex-STRING: ')) {
+      bytes = Buffer.from(rhs.slice(12).replace(/\s+/g, ''), 'hex');
+    } else if (rhs === '""') {
+      bytes = Buffer.alloc(0);
+    }
+    return bytes ? `${oid} = OCTETS: ${bytes.toString('hex')}` : `${oid} = ${rhs.trim()}`;
+  });
+}
