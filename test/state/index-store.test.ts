@@ -1,0 +1,106 @@
+import { promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { VmIndexStore, DeviceKeys } from '../../src/state/index-store';
+
+const vm = (uuid: string, extra: Partial<DeviceKeys> = {}): DeviceKeys =>
+  ({ uuid, name: uuid.slice(0, 4), running: false, domainId: -1, disks: ['vda'], nics: ['52:54:00:00:00:01'], ...extra });
+
+describe('VmIndexStore', () => {
+  let dir: string;
+  const lines: string[] = [];
+  const log = (level: string, msg: string) => { lines.push(`${level}: ${msg}`); };
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-store-'));
+    lines.length = 0;
+  });
+  afterEach(async () => { await fs.rm(dir, { recursive: true, force: true }); });
+
+  test('same VM, same index across restarts; new VMs get the next never-used index', async () => {
+    const a = await VmIndexStore.load(dir, log);
+    const first = a.assign([vm('aaaa'), vm('bbbb'), vm('cccc')]);
+    expect([...first.values()].map((i) => i.vmIndex)).toEqual([1, 2, 3]);
+    await a.save();
+    const b = await VmIndexStore.load(dir, log);
+    // bbbb is gone, a new VM appears: it must not take index 2.
+    const second = b.assign([vm('cccc'), vm('dddd'), vm('aaaa')]);
+    expect(second.get('aaaa')!.vmIndex).toBe(1);
+    expect(second.get('cccc')!.vmIndex).toBe(3);
+    expect(second.get('dddd')!.vmIndex).toBe(4);
+    await b.save();
+    const c = await VmIndexStore.load(dir, log);
+    expect(c.assign([vm('bbbb')]).get('bbbb')!.vmIndex).toBe(2);
+    expect(lines).toEqual([]);
+  });
+
+  test('disk and NIC indexes are stable per target and MAC', () => {
+    const s = VmIndexStore.memory(log);
+    const one = s.assign([vm('aaaa', { disks: ['vda', 'vdb'], nics: ['m1', 'm2'] })]).get('aaaa')!;
+    expect([...one.disks]).toEqual([['vda', 1], ['vdb', 2]]);
+    // vda detached, sdc attached: vdb keeps 2, sdc gets 3.
+    const two = s.assign([vm('aaaa', { disks: ['vdb', 'sdc'], nics: ['m2'] })]).get('aaaa')!;
+    expect([...two.disks]).toEqual([['vdb', 2], ['sdc', 3]]);
+    expect([...two.nics]).toEqual([['m2', 2]]);
+  });
+
+  test('runningSince is set when a VM starts, kept while it runs, reset by a new domain id', () => {
+    const s = VmIndexStore.memory(log);
+    expect(s.assign([vm('aaaa')], 1000).get('aaaa')!.runningSince).toBeNull();
+    expect(s.assign([vm('aaaa', { running: true, domainId: 7 })], 2000).get('aaaa')!.runningSince).toBe(2000);
+    expect(s.assign([vm('aaaa', { running: true, domainId: 7 })], 3000).get('aaaa')!.runningSince).toBe(2000);
+    expect(s.assign([vm('aaaa', { running: true, domainId: 9 })], 4000).get('aaaa')!.runningSince).toBe(4000);
+  });
+
+  test('the file is written atomically and only when something changed', async () => {
+    const s = await VmIndexStore.load(dir, log);
+    s.assign([vm('aaaa')]);
+    await s.save();
+    const file = path.join(dir, 'vm-indexes.json');
+    const before = (await fs.stat(file)).mtimeMs;
+    s.assign([vm('aaaa')], Date.now());
+    await new Promise((r) => setTimeout(r, 20));
+    // lastSeen changes are not worth a write.
+    await s.save();
+    expect((await fs.stat(file)).mtimeMs).toBe(before);
+    expect((await fs.readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(((await fs.stat(file)).mode & 0o777)).toBe(0o600);
+  });
+
+  test('a corrupt file is moved aside, reported once, and rebuilt', async () => {
+    const file = path.join(dir, 'vm-indexes.json');
+    await fs.writeFile(file, '{"version":1,"lastIndex":2,"vms":{"x":{"index":7');
+    const s = await VmIndexStore.load(dir, log);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^error: state file .*vm-indexes\.json is corrupt .* moved it to .*corrupt-\d+ and rebuilt/);
+    const aside = (await fs.readdir(dir)).filter((f) => f.startsWith('vm-indexes.json.corrupt-'));
+    expect(aside).toHaveLength(1);
+    expect(s.assign([vm('aaaa')]).get('aaaa')!.vmIndex).toBe(1);
+    await s.save();
+    expect(JSON.parse(await fs.readFile(file, 'utf8')).lastIndex).toBe(1);
+  });
+
+  test('a file whose entries contradict each other counts as corrupt', async () => {
+    const file = path.join(dir, 'vm-indexes.json');
+    const entry = { index: 1, name: 'a', runningSince: null, runId: -1, disks: {}, nics: {}, lastSeen: 1 };
+    await fs.writeFile(file, JSON.stringify({ version: 1, lastIndex: 1, vms: { a: entry, b: entry } }));
+    await VmIndexStore.load(dir, log);
+    expect(lines[0]).toMatch(/index 1 is used twice/);
+  });
+
+  test('an unwritable state dir is logged, not thrown, and serving goes on', async () => {
+    const blocker = path.join(dir, 'file');
+    await fs.writeFile(blocker, '');
+    const s = await VmIndexStore.load(path.join(blocker, 'sub'), log);
+    s.assign([vm('aaaa')]);
+    await expect(s.save()).resolves.toBeUndefined();
+    expect(lines.some((l) => l.startsWith('error: cannot write state file'))).toBe(true);
+  });
+
+  test('a read-only store (--dump) never writes', async () => {
+    const s = await VmIndexStore.load(dir, log);
+    s.readOnly = true;
+    s.assign([vm('aaaa')]);
+    await s.save();
+    expect(await fs.readdir(dir)).toEqual([]);
+  });
+});
