@@ -108,7 +108,7 @@ export class AgentxSession extends EventEmitter {
   private retryDelay: number;
   private retryTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
-  private lastConnectError = '';
+  private lastUnreachable = '';
   private everOpened = false;
   private masterClock: { ticks: number; at: number } | null = null;
   private readonly warnedTypes = new Set<number>();
@@ -250,30 +250,29 @@ export class AgentxSession extends EventEmitter {
     try {
       socket = this.connectFn(this.address);
     } catch (err) {
-      this.connectFailed((err as Error).message);
+      this.reportUnreachable((err as Error).message);
+      this.scheduleReconnect();
       return;
     }
     this.socket = socket;
+    let connectFailure: string | null = null;
     socket.on('connect', () => void this.opened(socket));
     socket.on('data', (chunk: Buffer) => this.onData(socket, chunk));
     socket.on('error', (err: Error) => {
-      if (this.stateValue === 'connecting') this.lastConnectFailure = err.message;
+      if (this.stateValue === 'connecting') connectFailure = err.message;
       else this.log('warn', `AgentX connection to ${formatAgentxAddress(this.address)}: ${err.message}`);
     });
-    socket.on('close', () => this.closed(socket));
+    socket.on('close', () => this.closed(socket, connectFailure));
     // An injected stream may already be connected and emit nothing.
     if ((socket as { connecting?: boolean }).connecting === undefined) void this.opened(socket);
   }
 
-  private lastConnectFailure = '';
-
-  private connectFailed(message: string): void {
-    if (message !== this.lastConnectError) {
-      this.log('warn', `AgentX master at ${formatAgentxAddress(this.address)} unreachable (${message}); ` +
-        `retrying with backoff up to ${this.opts.reconnectMaxMs} ms — is snmpd running with "master agentx"?`);
-      this.lastConnectError = message;
-    }
-    this.scheduleReconnect();
+  /** One log line per distinct reason while the master stays unreachable, not one per attempt. */
+  private reportUnreachable(message: string): void {
+    if (message === this.lastUnreachable) return;
+    this.lastUnreachable = message;
+    this.log('warn', `AgentX master at ${formatAgentxAddress(this.address)} unreachable (${message}); ` +
+      `retrying with backoff up to ${this.opts.reconnectMaxMs} ms — is snmpd running with "master agentx"?`);
   }
 
   private scheduleReconnect(): void {
@@ -308,7 +307,7 @@ export class AgentxSession extends EventEmitter {
     if (socket !== this.socket) return;
     this.stateValue = 'open';
     this.retryDelay = this.opts.reconnectInitialMs;
-    this.lastConnectError = '';
+    this.lastUnreachable = '';
     this.log('info', `AgentX session ${this.sessionId} open with ${formatAgentxAddress(this.address)}` +
       (this.everOpened ? ' (reconnected)' : ''));
     this.everOpened = true;
@@ -317,7 +316,7 @@ export class AgentxSession extends EventEmitter {
     for (const q of this.notifyQueue.splice(0)) this.sendNotify(q);
   }
 
-  private closed(socket: Duplex): void {
+  private closed(socket: Duplex, connectFailure: string | null): void {
     if (socket !== this.socket) return;
     const wasOpen = this.stateValue === 'open';
     this.socket = null;
@@ -328,15 +327,14 @@ export class AgentxSession extends EventEmitter {
       p.reject(new AgentxNotOpenError(`${p.what}: connection to the master closed`));
     }
     if (this.stateValue !== 'closed') this.stateValue = 'idle';
-    if (this.sessionId !== 0) this.handler.sessionClosed?.(this.sessionId);
+    const sessionId = this.sessionId;
+    this.sessionId = 0;
+    if (sessionId !== 0) this.handler.sessionClosed?.(sessionId);
     if (wasOpen) {
-      this.log('warn', `AgentX session ${this.sessionId} with ${formatAgentxAddress(this.address)} lost; reconnecting`);
+      this.log('warn', `AgentX session ${sessionId} with ${formatAgentxAddress(this.address)} lost; reconnecting`);
       this.emit('close');
-    } else if (this.stateValue === 'idle' && this.lastConnectFailure) {
-      this.connectFailed(this.lastConnectFailure);
-      this.lastConnectFailure = '';
-      return;
     }
+    if (connectFailure !== null) this.reportUnreachable(connectFailure);
     this.scheduleReconnect();
   }
 
