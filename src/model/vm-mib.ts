@@ -97,11 +97,12 @@ function vmTable(rows: readonly VmRow[], state: ModelState): Table {
       const maxBytes = (d.hotplugMemoryKiB ?? d.maxMemoryKiB) * 1024n;
       const mem = scaleToInteger32([d.memoryKiB * 1024n, maxBytes], 1024n);
       const upSince = indexes.runningSince;
+      const admin = adminState(d);
       const cells: Value[] = [
         adminString(d.name),
         octets(uuidBytes(d.uuid)),
         adminString(d.osType),
-        integer(adminState(d)),
+        integer(admin),
         integer(state.libvirtLost ? O.OperState.Unknown : operState(d)),
         integer(d.autostart === null ? O.AutoStart.Unknown : d.autostart ? O.AutoStart.Enabled : O.AutoStart.Disabled),
         integer(d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient),
@@ -113,7 +114,9 @@ function vmTable(rows: readonly VmRow[], state: ModelState): Table {
         integer(mem.scaled[0] ?? 0),
         integer(-1),
         integer(mem.scaled[1] ?? -1),
-        timeTicks(d.id >= 0 && upSince !== null ? (state.now - upSince) / 10 : 0),
+        // Counted from the last shutdown → running change; a crashed domain kept
+        // around by on_crash=preserve is active but administratively down.
+        timeTicks(d.id >= 0 && admin !== O.AdminState.Shutdown && upSince !== null ? (state.now - upSince) / 10 : 0),
         // Some drivers report a clock-based CPU time for shut-off domains; an inactive VM has used none.
         counter64(d.id >= 0 ? d.cpuTimeNs / NS_PER_US : 0n),
       ];

@@ -10,6 +10,11 @@ import { runCommand } from './process';
 export interface SnmpAgentTarget {
   readonly labDir: string;
   readonly udpPort: number;
+  /**
+   * Run the tools through this command, e.g. ['ip', 'netns', 'exec', ns] for an
+   * agent inside a network namespace: its 127.0.0.1 is that namespace's loopback.
+   */
+  readonly commandPrefix?: readonly string[];
 }
 
 /** MIB modules shipped by the npm net-snmp package (SNMPv2-SMI, SNMPv2-MIB, IF-MIB, …). */
@@ -121,10 +126,11 @@ export async function runSnmpTool(
   options: SnmpToolOptions = {},
 ): Promise<SnmpToolResult> {
   const args = [...commonArgs(target, options), ...extraArgs, `127.0.0.1:${target.udpPort}`, ...operands];
-  const result = await runCommand(tool, args, { env: clientEnvironment(target), timeoutMs: options.timeoutMs });
+  const [command, ...commandArgs] = [...(target.commandPrefix ?? []), tool, ...args];
+  const result = await runCommand(command, commandArgs, { env: clientEnvironment(target), timeoutMs: options.timeoutMs });
   if (result.exitCode !== 0 && !options.allowFailure) {
     throw new Error(
-      `${tool} ${args.join(' ')} exited with ${result.exitCode ?? 'a signal (timeout?)'}: ${result.stderr.trim() || result.stdout.trim()}`,
+      `${[command, ...commandArgs].join(' ')} exited with ${result.exitCode ?? 'a signal (timeout?)'}: ${result.stderr.trim() || result.stdout.trim()}`,
     );
   }
   return { ...result, varbinds: parseVarbindLines(result.stdout) };

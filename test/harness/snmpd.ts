@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freeTcpPort, freeUdpPort, tcpPortAccepts } from './ports';
 import { ManagedProcess, sleep, spawnManaged, stopProcess } from './process';
+import { snmpget } from './snmp-tools';
 
 export const SNMPD_BINARY = '/usr/sbin/snmpd';
 /** snmpd runs as nobody:nogroup; the lab dir belongs to it so it can create the socket. */
@@ -25,6 +26,12 @@ export interface StartSnmpdOptions {
   agentxRetries?: number;
   /** How long to wait for snmpd to answer (default 10 000 ms). */
   startTimeoutMs?: number;
+  /**
+   * Start snmpd through this command, e.g. ['ip', 'netns', 'exec', ns]. The
+   * instance keeps it as its commandPrefix, so the start-up probe and the
+   * snmp-tools helpers run through it too (127.0.0.1 is then the namespace's).
+   */
+  commandPrefix?: readonly string[];
 }
 
 export interface SnmpdInstance {
@@ -34,6 +41,8 @@ export interface SnmpdInstance {
   readonly agentxAddress: string;
   /** PID of the running snmpd (changes on restart). */
   readonly pid: number;
+  /** What snmpd and the client tools run through, if anything (StartSnmpdOptions.commandPrefix). */
+  readonly commandPrefix?: readonly string[];
   readonly configPath: string;
   /** SIGTERM by PID, wait for exit, SIGKILL after 3 s. Keeps the lab dir. */
   stop(): Promise<void>;
@@ -120,6 +129,7 @@ class SnmpdLab implements SnmpdInstance {
     readonly udpPort: number,
     readonly agentxAddress: string,
     private readonly startTimeoutMs: number,
+    readonly commandPrefix: readonly string[] | undefined,
   ) {}
 
   get labDir(): string {
@@ -143,12 +153,14 @@ class SnmpdLab implements SnmpdInstance {
     const { layout } = this;
     // A socket left by a SIGKILLed snmpd would make "socket exists" true too early.
     if (layout.socketPath !== undefined) fs.rmSync(layout.socketPath, { force: true });
+    const [command, ...args] = [
+      ...(this.commandPrefix ?? []),
+      'setpriv', `--reuid=${SNMPD_UID}`, `--regid=${SNMPD_GID}`, '--clear-groups',
+      SNMPD_BINARY, '-f', '-Lo', '-C', '-I', '-smux', '-c', layout.configPath, '-p', layout.pidFile,
+    ];
     const child = await spawnManaged(
-      'setpriv',
-      [
-        `--reuid=${SNMPD_UID}`, `--regid=${SNMPD_GID}`, '--clear-groups',
-        SNMPD_BINARY, '-f', '-Lo', '-C', '-I', '-smux', '-c', layout.configPath, '-p', layout.pidFile,
-      ],
+      command,
+      args,
       {
         env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', SNMP_PERSISTENT_DIR: layout.persistDir, MIBS: '' },
         cwd: layout.labDir,
@@ -165,7 +177,7 @@ class SnmpdLab implements SnmpdInstance {
             `log tail:\n${tail(this.log(), 30)}`,
         );
       }
-      if ((await probeSysUpTime(this.udpPort, 500)) && (await this.agentxReady())) return;
+      if ((await this.answers()) && (await this.agentxReady())) return;
       await sleep(20);
     }
     await stopProcess(child);
@@ -173,6 +185,13 @@ class SnmpdLab implements SnmpdInstance {
       `snmpd (${layout.configPath}) did not answer GET sysUpTime.0 on udp:127.0.0.1:${this.udpPort} with AgentX ` +
         `socket ${this.agentxAddress} present within ${this.startTimeoutMs} ms; log tail:\n${tail(this.log(), 30)}`,
     );
+  }
+
+  /** One GET of sysUpTime.0, sent from where the client tools run. */
+  private async answers(): Promise<boolean> {
+    if (this.commandPrefix === undefined) return probeSysUpTime(this.udpPort, 500);
+    const r = await snmpget(this, ['.1.3.6.1.2.1.1.3.0'], ['-t', '1', '-r', '0'], { allowFailure: true, timeoutMs: 5000 });
+    return r.exitCode === 0 && r.varbinds.length === 1 && r.varbinds[0].type === 'Timeticks';
   }
 
   private async agentxReady(): Promise<boolean> {
@@ -222,7 +241,7 @@ export async function startSnmpd(opts: StartSnmpdOptions = {}): Promise<SnmpdIns
     fs.chmodSync(labDir, 0o755);
     for (const p of [labDir, layout.persistDir, layout.configPath]) fs.chownSync(p, SNMPD_UID, SNMPD_GID);
 
-    const lab = new SnmpdLab(layout, udpPort, agentxAddress, opts.startTimeoutMs ?? 10_000);
+    const lab = new SnmpdLab(layout, udpPort, agentxAddress, opts.startTimeoutMs ?? 10_000, opts.commandPrefix);
     await lab.launch();
     return lab;
   } catch (err) {

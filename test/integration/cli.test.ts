@@ -3,6 +3,7 @@ import { runCommand } from '../harness/process';
 import { CLI_JS, DEMO_URI, requireBuiltCli, startAgent } from '../harness/agent';
 import { startSnmpd, SnmpdInstance } from '../harness/snmpd';
 import { snmpbulkwalk } from '../harness/snmp-tools';
+import { canonical } from './walk-lines';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -92,29 +93,3 @@ describe('--dump and a walk through snmpd agree', () => {
     }
   });
 });
-
-/**
- * Joins snmpwalk's wrapped Hex-STRING lines and spells every octet string as
- * hex, so that our STRING: "größe" and Net-SNMP's Hex-STRING of the same
- * bytes compare equal.
- */
-function canonical(text: string): string[] {
-  const lines: string[] = [];
-  for (const line of text.trim().split('\n')) {
-    if (line.startsWith('.') || lines.length === 0) lines.push(line);
-    else lines[lines.length - 1] += ` ${line}`;
-  }
-  return lines.map((l) => {
-    const [oid, rhs] = [l.slice(0, l.indexOf(' = ')), l.slice(l.indexOf(' = ') + 3)];
-    let bytes: Buffer | null = null;
-    if (rhs.startsWith('STRING: ')) {
-      const body = rhs.slice(8);
-      bytes = Buffer.from(body.startsWith('"') ? JSON.parse(body) as string : body, 'utf8');
-    } else if (rhs.startsWith('Hex-STRING: ')) {
-      bytes = Buffer.from(rhs.slice(12).replace(/\s+/g, ''), 'hex');
-    } else if (rhs === '""') {
-      bytes = Buffer.alloc(0);
-    }
-    return bytes ? `${oid} = OCTETS: ${bytes.toString('hex')}` : `${oid} = ${rhs.trim()}`;
-  });
-}
