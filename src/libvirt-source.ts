@@ -28,9 +28,15 @@ export class LibvirtDomainSource implements DomainSource {
     return this.collector.collect();
   }
 
+  /**
+   * Lifecycle and job events name a domain; losing or regaining the
+   * connection concerns all of them (uuid ''): either way the agent refreshes
+   * now rather than at its next tick, so a restored libvirt is served at once.
+   */
   onEvent(cb: (uuid: string) => void): void {
     this.collector.onLifecycle((uuid) => cb(uuid));
     this.collector.onJobCompleted((uuid) => cb(uuid));
+    this.collector.onConnectionChange(() => cb(''));
   }
 
   close(): Promise<void> {

@@ -134,6 +134,11 @@ export class LibvirtCollector {
     return this.connection.events.onLifecycle(cb);
   }
 
+  /** Connection lost (false) or restored (true); returns an unsubscribe function. */
+  onConnectionChange(cb: (connected: boolean) => void): () => void {
+    return this.connection.onChange(cb);
+  }
+
   /** Completed jobs (migration, save, dump, ...) with their statistics; returns an unsubscribe function. */
   onJobCompleted(cb: JobCompletedListener): () => void {
     return this.connection.events.onJobCompleted(cb);

@@ -30,6 +30,7 @@ export class LibvirtConnection {
   private lastFacts: ConnectionFacts | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private reconnectFailure: string | null = null;
+  private readonly changeListeners = new Set<(connected: boolean) => void>();
 
   constructor(private readonly options: ConnectionOptions) {
     this.events = new DomainEvents((conn, why) => this.lost(conn, why), options.log);
@@ -62,6 +63,16 @@ export class LibvirtConnection {
 
   describeUri(): string {
     return this.lastFacts?.uri ?? this.uri ?? 'the default libvirt URI';
+  }
+
+  /** Called with false when the connection is lost and true when it is back; returns an unsubscribe function. */
+  onChange(cb: (connected: boolean) => void): () => void {
+    this.changeListeners.add(cb);
+    return () => this.changeListeners.delete(cb);
+  }
+
+  private changed(connected: boolean): void {
+    for (const cb of this.changeListeners) cb(connected);
   }
 
   /** A call on `conn` failed with `err`: if that means the connection died, start reconnecting. */
@@ -114,6 +125,7 @@ export class LibvirtConnection {
     this.conn = null;
     void this.disconnect(conn);
     this.scheduleReconnect(0);
+    this.changed(false);
   }
 
   private scheduleReconnect(attempt: number): void {
@@ -146,5 +158,6 @@ export class LibvirtConnection {
     this.adopt(fresh);
     this.reconnectFailure = null;
     this.options.log('info', `connection to ${this.describeUri()} restored`);
+    this.changed(true);
   }
 }
