@@ -27,11 +27,22 @@ export interface VmRow {
   indexes: VmIndexes;
 }
 
-/** A table in column-major form: rows sorted by index, one value (or undefined: absent) per column. */
-interface Table {
+/**
+ * A table, added to the builder column by column (instances must arrive in
+ * OID order). Each row's facts are worked out once; a column turns them into
+ * its cell only when the cell is added, so the hundreds of thousands of
+ * Values of a large view die young instead of all living until their table
+ * is complete. A cell of undefined is an absent instance.
+ */
+interface Table<R extends IndexedRow> {
   entry: Oid;
-  columns: readonly number[];
-  rows: { index: number[]; cells: (Value | undefined)[] }[];
+  rows: readonly R[];
+  columns: readonly (readonly [arc: number, cell: (row: R) => Value | undefined])[];
+}
+
+interface IndexedRow {
+  /** The instance index: the sub-identifiers after the column OID. */
+  index: readonly number[];
 }
 
 const ZERO_DOT_ZERO: Oid = [0, 0];
@@ -51,8 +62,9 @@ export function vmRows(snapshot: Snapshot, indexes: Map<string, VmIndexes>): VmR
   return rows.sort((a, b) => a.indexes.vmIndex - b.indexes.vmIndex);
 }
 
-export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state: ModelState): MibView {
-  const b = new MibViewBuilder();
+/** `previous`: the view this one replaces, whose sizes it most likely shares (so the builder allocates once). */
+export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state: ModelState, previous?: MibView): MibView {
+  const b = new MibViewBuilder(previous?.sizes());
   const hv = snapshot.hypervisor;
   const scalar = (oid: Oid, value: Value): void => {
     b.declareObject(oid);
@@ -75,104 +87,141 @@ export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state
   return b.build();
 }
 
-function addTable(b: MibViewBuilder, t: Table): void {
-  t.columns.forEach((arc, c) => {
+function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>): void {
+  for (const [arc, cell] of t.columns) {
     const column = [...t.entry, arc];
     b.declareObject(column);
+    // One scratch OID per column: the builder copies what it is given.
+    const oid = column.slice();
+    const base = column.length;
     for (const row of t.rows) {
-      const v = row.cells[c];
-      if (v !== undefined) b.add([...column, ...row.index], v);
+      const value = cell(row);
+      if (value === undefined) continue;
+      const index = row.index;
+      for (let k = 0; k < index.length; k++) oid[base + k] = index[k];
+      oid.length = base + index.length;
+      b.add(oid, value);
     }
-  });
+  }
 }
 
-function vmTable(rows: readonly VmRow[], state: ModelState): Table {
+interface VmTableRow extends IndexedRow {
+  d: DomainRecord;
+  admin: O.AdminState;
+  upSince: number | null;
+  mem: { unit: number; scaled: (number | null)[] };
+}
+
+function vmTable(rows: readonly VmRow[], state: ModelState): Table<VmTableRow> {
   const C = O.VmColumn;
-  const columns = [C.Name, C.UUID, C.OSType, C.AdminState, C.OperState, C.AutoStart, C.Persistent, C.CurCpuNumber,
-    C.MinCpuNumber, C.MaxCpuNumber, C.MemUnit, C.CurMem, C.MinMem, C.MaxMem, C.UpTime, C.CpuTime];
   return {
     entry: O.vmEntry,
-    columns,
     rows: rows.map(({ domain: d, indexes }) => {
       const maxBytes = (d.hotplugMemoryKiB ?? d.maxMemoryKiB) * 1024n;
       const mem = scaleToInteger32([d.memoryKiB * 1024n, maxBytes], 1024n);
-      const upSince = indexes.runningSince;
-      const admin = adminState(d);
-      const cells: Value[] = [
-        adminString(d.name),
-        octets(uuidBytes(d.uuid)),
-        adminString(d.osType),
-        integer(admin),
-        integer(state.libvirtLost ? O.OperState.Unknown : operState(d)),
-        integer(d.autostart === null ? O.AutoStart.Unknown : d.autostart ? O.AutoStart.Enabled : O.AutoStart.Disabled),
-        integer(d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient),
-        integer(d.curVcpus),
-        // libvirt has no configured lower bound for vCPUs or memory.
-        integer(-1),
-        integer(d.maxVcpus),
-        integer(mem.unit),
-        integer(mem.scaled[0] ?? 0),
-        integer(-1),
-        integer(mem.scaled[1] ?? -1),
-        // Counted from the last shutdown → running change; a crashed domain kept
-        // around by on_crash=preserve is active but administratively down.
-        timeTicks(d.id >= 0 && admin !== O.AdminState.Shutdown && upSince !== null ? (state.now - upSince) / 10 : 0),
-        // Some drivers report a clock-based CPU time for shut-off domains; an inactive VM has used none.
-        counter64(d.id >= 0 ? d.cpuTimeNs / NS_PER_US : 0n),
-      ];
-      return { index: [indexes.vmIndex], cells };
+      return { index: [indexes.vmIndex], d, admin: adminState(d), upSince: indexes.runningSince, mem };
     }),
+    columns: [
+      [C.Name, ({ d }) => adminString(d.name)],
+      [C.UUID, ({ d }) => octets(uuidBytes(d.uuid))],
+      [C.OSType, ({ d }) => adminString(d.osType)],
+      [C.AdminState, ({ admin }) => integer(admin)],
+      [C.OperState, ({ d }) => integer(state.libvirtLost ? O.OperState.Unknown : operState(d))],
+      [C.AutoStart, ({ d }) => integer(d.autostart === null ? O.AutoStart.Unknown : d.autostart ? O.AutoStart.Enabled : O.AutoStart.Disabled)],
+      [C.Persistent, ({ d }) => integer(d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient)],
+      [C.CurCpuNumber, ({ d }) => integer(d.curVcpus)],
+      // libvirt has no configured lower bound for vCPUs or memory.
+      [C.MinCpuNumber, () => integer(-1)],
+      [C.MaxCpuNumber, ({ d }) => integer(d.maxVcpus)],
+      [C.MemUnit, ({ mem }) => integer(mem.unit)],
+      [C.CurMem, ({ mem }) => integer(mem.scaled[0] ?? 0)],
+      [C.MinMem, () => integer(-1)],
+      [C.MaxMem, ({ mem }) => integer(mem.scaled[1] ?? -1)],
+      // Counted from the last shutdown → running change; a crashed domain kept
+      // around by on_crash=preserve is active but administratively down.
+      [C.UpTime, ({ d, admin, upSince }) =>
+        timeTicks(d.id >= 0 && admin !== O.AdminState.Shutdown && upSince !== null ? (state.now - upSince) / 10 : 0)],
+      // Some drivers report a clock-based CPU time for shut-off domains; an inactive VM has used none.
+      [C.CpuTime, ({ d }) => counter64(d.id >= 0 ? d.cpuTimeNs / NS_PER_US : 0n)],
+    ],
   };
 }
 
-function vmCpuTable(rows: readonly VmRow[]): Table {
-  const out: Table['rows'] = [];
+function vmCpuTable(rows: readonly VmRow[]): Table<IndexedRow & { timeNs: bigint | null }> {
+  const out: (IndexedRow & { timeNs: bigint | null })[] = [];
   for (const { domain: d, indexes } of rows) {
     for (const v of sortedVcpus(d)) {
       // An inactive VM's vCPUs have used no time since it stopped; a running
       // one whose time libvirt did not report gets no value rather than a false 0.
-      const time = d.id < 0 ? 0n : v.cpuTimeNs;
-      out.push({ index: [indexes.vmIndex, v.number + 1], cells: [time === null ? undefined : counter64(time / NS_PER_US)] });
+      out.push({ index: [indexes.vmIndex, v.number + 1], timeNs: d.id < 0 ? 0n : v.cpuTimeNs });
     }
   }
-  return { entry: O.vmCpuEntry, columns: [O.VmCpuColumn.CoreTime], rows: out };
+  return {
+    entry: O.vmCpuEntry,
+    rows: out,
+    columns: [[O.VmCpuColumn.CoreTime, ({ timeNs }) => (timeNs === null ? undefined : counter64(timeNs / NS_PER_US))]],
+  };
 }
 
-function vmCpuAffinityTable(rows: readonly VmRow[], host: HostInfo): Table {
+function vmCpuAffinityTable(rows: readonly VmRow[], host: HostInfo): Table<IndexedRow & { affinity: O.CpuAffinity }> {
   const hostCpus = [...host.cpuDeviceIndex.entries()].sort((a, b) => a[1] - b[1]);
-  const out: Table['rows'] = [];
+  const out: (IndexedRow & { affinity: O.CpuAffinity })[] = [];
   for (const { domain: d, indexes } of rows) {
     for (const v of sortedVcpus(d)) {
       const allowed = v.affinity === null ? null : new Set(v.affinity);
       for (const [cpu, hrDeviceIndex] of hostCpus) {
         const affinity = allowed === null ? O.CpuAffinity.Unknown : allowed.has(cpu) ? O.CpuAffinity.Enable : O.CpuAffinity.Disable;
-        out.push({ index: [indexes.vmIndex, v.number + 1, hrDeviceIndex], cells: [integer(affinity)] });
+        out.push({ index: [indexes.vmIndex, v.number + 1, hrDeviceIndex], affinity });
       }
     }
   }
-  return { entry: O.vmCpuAffinityEntry, columns: [O.VmCpuAffinityColumn.Affinity], rows: out };
+  return { entry: O.vmCpuAffinityEntry, rows: out, columns: [[O.VmCpuAffinityColumn.Affinity, ({ affinity }) => integer(affinity)]] };
 }
 
 function sortedVcpus(d: DomainRecord): DomainRecord['vcpus'] {
   return d.vcpus.slice().sort((a, b) => a.number - b.number);
 }
 
-function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: Map<string, string>): Table {
+interface StorageRow extends IndexedRow {
+  disk: DiskRecord;
+  parent: number;
+  sourceType: O.StorageSourceType;
+  sizes: { unit: number; scaled: (number | null)[] };
+}
+
+function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: Map<string, string>): Table<StorageRow> {
   const C = O.VmStorageColumn;
-  const columns = [C.Parent, C.SourceType, C.SourceTypeString, C.ResourceID, C.Access, C.MediaType, C.MediaTypeString,
-    C.SizeUnit, C.DefinedSize, C.AllocatedSize, C.ReadIOs, C.WriteIOs, C.ReadOctets, C.WriteOctets, C.ReadLatency,
-    C.WriteLatency];
-  const out: Table['rows'] = [];
+  const out: StorageRow[] = [];
   for (const { domain: d, indexes } of rows) {
     const disks = d.disks
       .map((disk) => ({ disk, index: indexes.disks.get(disk.target) }))
       .filter((x): x is { disk: DiskRecord; index: number } => x.index !== undefined)
       .sort((a, b) => a.index - b.index);
-    for (const { disk, index } of disks) {
-      out.push({ index: [indexes.vmIndex, index], cells: storageCells(disk, host, imagePaths) });
-    }
+    for (const { disk, index } of disks) out.push(storageRow([indexes.vmIndex, index], disk, host, imagePaths));
   }
-  return { entry: O.vmStorageEntry, columns, rows: out };
+  const opt = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
+  return {
+    entry: O.vmStorageEntry,
+    rows: out,
+    columns: [
+      [C.Parent, ({ parent }) => integer(parent)],
+      [C.SourceType, ({ sourceType }) => integer(sourceType)],
+      [C.SourceTypeString, ({ disk }) => adminString(disk.format ?? disk.sourceKind)],
+      [C.ResourceID, ({ disk }) => adminString(disk.source ?? '')],
+      [C.Access, ({ disk }) => integer(disk.readonly || disk.device === 'cdrom' ? O.StorageAccess.ReadOnly : O.StorageAccess.ReadWrite)],
+      [C.MediaType, ({ disk }) => integer(storageMediaType(disk))],
+      [C.MediaTypeString, ({ disk }) => adminString(disk.bus ?? '')],
+      [C.SizeUnit, ({ sizes }) => integer(sizes.unit)],
+      [C.DefinedSize, ({ sizes }) => integer(sizes.scaled[0] ?? -1)],
+      [C.AllocatedSize, ({ sizes }) => integer(sizes.scaled[1] ?? -1)],
+      [C.ReadIOs, ({ disk }) => opt(disk.rdReq)],
+      [C.WriteIOs, ({ disk }) => opt(disk.wrReq)],
+      [C.ReadOctets, ({ disk }) => opt(disk.rdBytes)],
+      [C.WriteOctets, ({ disk }) => opt(disk.wrBytes)],
+      [C.ReadLatency, ({ disk }) => opt(disk.rdTotalTimeNs, NS_PER_US)],
+      [C.WriteLatency, ({ disk }) => opt(disk.wrTotalTimeNs, NS_PER_US)],
+    ],
+  };
 }
 
 const SPARSE_FORMATS = new Set(['qcow', 'qcow2', 'qed', 'vmdk', 'vdi', 'vhd', 'vpc', 'vhdx', 'cow', 'dmg', 'cloop', 'bochs', 'parallels', 'luks']);
@@ -208,40 +257,27 @@ export function storageMediaType(disk: DiskRecord): O.StorageMediaType {
   }
 }
 
-function storageCells(disk: DiskRecord, host: HostInfo, imagePaths: Map<string, string>): (Value | undefined)[] {
+function storageRow(index: number[], disk: DiskRecord, host: HostInfo, imagePaths: Map<string, string>): StorageRow {
   const sourceType = storageSourceType(disk);
   const fixedSize = sourceType === O.StorageSourceType.Block || sourceType === O.StorageSourceType.Raw;
   // For block and raw sources RFC 7666 makes the allocated size equal to the defined size.
   const allocation = fixedSize ? disk.capacity : disk.allocation;
-  const sizes = scaleToInteger32([disk.capacity, allocation], 1048576n);
   const parent = disk.source && (disk.sourceKind === 'file' || disk.sourceKind === 'dir')
     ? filesystemFor(host.filesystems, imagePaths.get(disk.source) ?? disk.source)?.hrStorageIndex ?? 0
     : 0;
-  const opt = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
-  const readonly = disk.readonly || disk.device === 'cdrom';
-  return [
-    integer(parent),
-    integer(sourceType),
-    adminString(disk.format ?? disk.sourceKind),
-    adminString(disk.source ?? ''),
-    integer(readonly ? O.StorageAccess.ReadOnly : O.StorageAccess.ReadWrite),
-    integer(storageMediaType(disk)),
-    adminString(disk.bus ?? ''),
-    integer(sizes.unit),
-    integer(sizes.scaled[0] ?? -1),
-    integer(sizes.scaled[1] ?? -1),
-    opt(disk.rdReq),
-    opt(disk.wrReq),
-    opt(disk.rdBytes),
-    opt(disk.wrBytes),
-    opt(disk.rdTotalTimeNs, NS_PER_US),
-    opt(disk.wrTotalTimeNs, NS_PER_US),
-  ];
+  return { index, disk, parent, sourceType, sizes: scaleToInteger32([disk.capacity, allocation], 1048576n) };
 }
 
-function vmNetworkTable(rows: readonly VmRow[], host: HostInfo): Table {
+interface NetworkRow extends IndexedRow {
+  ifIndex: number;
+  parent: number;
+  model: string;
+  mac: Buffer | null;
+}
+
+function vmNetworkTable(rows: readonly VmRow[], host: HostInfo): Table<NetworkRow> {
   const C = O.VmNetworkColumn;
-  const out: Table['rows'] = [];
+  const out: NetworkRow[] = [];
   for (const { domain: d, indexes } of rows) {
     const nics = d.nics
       .map((nic, pos) => ({ nic, index: indexes.nics.get(nicKey(nic, pos)) }))
@@ -250,14 +286,19 @@ function vmNetworkTable(rows: readonly VmRow[], host: HostInfo): Table {
     for (const { nic, index } of nics) {
       const iface = nic.hostDevice ? host.interfaces.get(nic.hostDevice) : undefined;
       const parent = iface ? iface.parentIfIndex : nic.source ? host.interfaces.get(nic.source)?.ifIndex ?? 0 : 0;
-      const mac = macBytes(nic.mac);
-      out.push({
-        index: [indexes.vmIndex, index],
-        cells: [integer(iface?.ifIndex ?? 0), integer(parent), adminString(nic.model ?? ''), octets(mac ?? Buffer.alloc(0))],
-      });
+      out.push({ index: [indexes.vmIndex, index], ifIndex: iface?.ifIndex ?? 0, parent, model: nic.model ?? '', mac: macBytes(nic.mac) });
     }
   }
-  return { entry: O.vmNetworkEntry, columns: [C.IfIndex, C.Parent, C.Model, C.PhysAddress], rows: out };
+  return {
+    entry: O.vmNetworkEntry,
+    rows: out,
+    columns: [
+      [C.IfIndex, ({ ifIndex }) => integer(ifIndex)],
+      [C.Parent, ({ parent }) => integer(parent)],
+      [C.Model, ({ model }) => adminString(model)],
+      [C.PhysAddress, ({ mac }) => octets(mac ?? Buffer.alloc(0))],
+    ],
+  };
 }
 
 /** The key a NIC keeps its vmNetworkIndex under: its MAC, or its position when it has none. */

@@ -1,0 +1,192 @@
+// The values of a MibView, stored column-wise in typed arrays rather than as
+// one Value object per instance: at 10,000 VMs a view holds ~600,000
+// instances, and an object each (plus a Buffer per octet string) cost tens of
+// megabytes of heap that every major GC had to trace.
+import { ValueType } from './pdu';
+import type { Oid, Value, VarBind } from './pdu';
+
+/** Instance values that stay Value objects: ObjectIdentifier, Null, and anything a slot would not hold exactly. */
+const BOXED = 0;
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/**
+ * The values of a view, one per instance, column-wise: `kinds[i]` is the
+ * ValueType of instance i, and its 8-byte slot holds the value itself — a
+ * number (Integer, Counter32, Gauge32, TimeTicks) as a float64, which every
+ * JS number survives unchanged; a Counter64 as a uint64; octets (OctetString,
+ * Opaque, IpAddress) as the offset and length of a copy in one shared byte
+ * pool. A value that does not fit (a Counter64 outside 0..2^64-1, a
+ * non-number where a number belongs) is kept boxed, exactly as given, so the
+ * encoder still rejects it when it is requested, as it did before packing.
+ * Values come back as new objects; octets as Buffers over the pool.
+ */
+export class PackedValues {
+  count = 0;
+  private kinds: Uint8Array;
+  private numbers: Float64Array;
+  private bigints: BigUint64Array;
+  private words: Uint32Array;
+  private bytes: Buffer;
+  private byteCount = 0;
+  private readonly boxed: Map<number, Value>;
+
+  constructor(capacity = 256, byteCapacity = 4096, boxed = new Map<number, Value>()) {
+    this.kinds = new Uint8Array(capacity);
+    // Three views of one buffer: an instance's 8-byte slot is read as whichever its kind needs.
+    const slots = new ArrayBuffer(8 * capacity);
+    this.numbers = new Float64Array(slots);
+    this.bigints = new BigUint64Array(slots);
+    this.words = new Uint32Array(slots);
+    this.bytes = Buffer.alloc(byteCapacity);
+    this.boxed = boxed;
+  }
+
+  push(value: Value): void {
+    const i = this.count;
+    if (i === this.kinds.length) this.resize(Math.max(2 * i, 256), this.bytes.length);
+    switch (value.type) {
+      case ValueType.Integer:
+      case ValueType.Counter32:
+      case ValueType.Gauge32:
+      case ValueType.TimeTicks:
+        if (typeof value.value !== 'number') break;
+        this.kinds[i] = value.type;
+        this.numbers[i] = value.value;
+        this.count = i + 1;
+        return;
+      case ValueType.Counter64:
+        if (typeof value.value !== 'bigint' || value.value < 0n || value.value > UINT64_MAX) break;
+        this.kinds[i] = value.type;
+        this.bigints[i] = value.value;
+        this.count = i + 1;
+        return;
+      case ValueType.OctetString:
+      case ValueType.Opaque:
+      case ValueType.IpAddress: {
+        if (!Buffer.isBuffer(value.value)) break;
+        const length = value.value.length;
+        if (this.byteCount + length > this.bytes.length) {
+          let size = Math.max(2 * this.bytes.length, 4096);
+          while (size < this.byteCount + length) size *= 2;
+          this.resize(this.kinds.length, size);
+        }
+        value.value.copy(this.bytes, this.byteCount);
+        this.kinds[i] = value.type;
+        this.words[2 * i] = this.byteCount;
+        this.words[2 * i + 1] = length;
+        this.byteCount += length;
+        this.count = i + 1;
+        return;
+      }
+      default:
+        break;
+    }
+    this.kinds[i] = BOXED;
+    this.boxed.set(i, value);
+    this.count = i + 1;
+  }
+
+  valueAt(i: number): Value {
+    const kind = this.kinds[i];
+    switch (kind) {
+      case ValueType.Integer:
+        return { type: ValueType.Integer, value: this.numbers[i] };
+      case ValueType.Counter32:
+      case ValueType.Gauge32:
+      case ValueType.TimeTicks:
+        return { type: kind, value: this.numbers[i] };
+      case ValueType.Counter64:
+        return { type: ValueType.Counter64, value: this.bigints[i] };
+      case ValueType.OctetString:
+      case ValueType.Opaque:
+      case ValueType.IpAddress:
+        return { type: kind, value: this.octetsAt(i) };
+      default:
+        return this.boxedAt(i);
+    }
+  }
+
+  /** valueAt(i) with its name, built as one object (no copy of a Value per request). */
+  varBindAt(i: number, oid: Oid): VarBind {
+    const kind = this.kinds[i];
+    switch (kind) {
+      case ValueType.Integer:
+        return { oid, type: ValueType.Integer, value: this.numbers[i] };
+      case ValueType.Counter32:
+      case ValueType.Gauge32:
+      case ValueType.TimeTicks:
+        return { oid, type: kind, value: this.numbers[i] };
+      case ValueType.Counter64:
+        return { oid, type: ValueType.Counter64, value: this.bigints[i] };
+      case ValueType.OctetString:
+      case ValueType.Opaque:
+      case ValueType.IpAddress:
+        return { oid, type: kind, value: this.octetsAt(i) };
+      default:
+        return Object.assign({ oid }, this.boxedAt(i));
+    }
+  }
+
+  get octets(): number {
+    return this.byteCount;
+  }
+
+  /** Sized to the contents (a copy unless it already is): the builder's spare capacity is not kept for the view's lifetime. */
+  trimmed(): PackedValues {
+    if (this.kinds.length === this.count && this.bytes.length === this.byteCount) return this;
+    const out = new PackedValues(this.count, this.byteCount, this.boxed);
+    out.count = this.count;
+    out.byteCount = this.byteCount;
+    out.kinds.set(this.kinds.subarray(0, this.count));
+    out.words.set(this.words.subarray(0, 2 * this.count));
+    this.bytes.copy(out.bytes, 0, 0, this.byteCount);
+    return out;
+  }
+
+  /** Instance i of the result is instance order[i] of this one; the byte pool is shared. */
+  permuted(order: Uint32Array): PackedValues {
+    const boxed = new Map<number, Value>();
+    const out = new PackedValues(this.count, 0, boxed);
+    out.count = this.count;
+    out.bytes = this.bytes;
+    out.byteCount = this.byteCount;
+    for (let i = 0; i < this.count; i++) {
+      const from = order[i];
+      out.kinds[i] = this.kinds[from];
+      // Slots are copied as two uint32 words: bit-exact, and no BigInt per Counter64.
+      out.words[2 * i] = this.words[2 * from];
+      out.words[2 * i + 1] = this.words[2 * from + 1];
+      if (this.kinds[from] === BOXED) boxed.set(i, this.boxedAt(from));
+    }
+    return out;
+  }
+
+  private octetsAt(i: number): Buffer {
+    const at = this.words[2 * i];
+    return this.bytes.subarray(at, at + this.words[2 * i + 1]);
+  }
+
+  private boxedAt(i: number): Value {
+    const value = this.boxed.get(i);
+    if (value === undefined) throw new Error(`MIB view: no value stored for instance #${i}`);
+    return value;
+  }
+
+  private resize(capacity: number, byteCapacity: number): void {
+    if (capacity !== this.kinds.length) {
+      const kinds = new Uint8Array(capacity);
+      kinds.set(this.kinds.subarray(0, this.count));
+      const slots = new ArrayBuffer(8 * capacity);
+      new Uint32Array(slots).set(this.words.subarray(0, 2 * this.count));
+      this.kinds = kinds;
+      this.numbers = new Float64Array(slots);
+      this.bigints = new BigUint64Array(slots);
+      this.words = new Uint32Array(slots);
+    }
+    if (byteCapacity !== this.bytes.length) {
+      const bytes = Buffer.alloc(byteCapacity);
+      this.bytes.copy(bytes, 0, 0, this.byteCount);
+      this.bytes = bytes;
+    }
+  }
+}
