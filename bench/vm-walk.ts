@@ -185,7 +185,7 @@ async function main(): Promise<void> {
   }
   const text = formatReport(results, native, {
     command: `npm run bench (node dist/bench/vm-walk.js), BENCH_VMS=${SIZES.join(',')} BENCH_RUNS=${SMALL_RUNS}`,
-    host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; agent run with MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'} as the shipped systemd unit does`,
     walkPlan: `walks: best round of median-of-runs, alternating agent/floor; <10,000 VMs 3 rounds × ${SMALL_RUNS} runs, 10,000 VMs 2 rounds × 1 run`,
     refreshPlan: `refresh 1 s; steady = median of ${STEADY_REFRESHES} refreshes after ${WARM_REFRESHES} warm-up ones`,
   });

@@ -6,7 +6,7 @@ import {
 } from '../agentx';
 import type { Config } from './config';
 import { collectHost, HostCollectorState } from './collectors/host';
-import { resolveImagePaths } from './collectors/mounts';
+import { ImagePathResolver } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
 import { buildVmMibView, hvUpTimeTicks, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
@@ -35,7 +35,8 @@ export class VmmAgent {
   readonly responder: Responder;
   private snapshot: Snapshot | null = null;
   private rows: VmRow[] = [];
-  private states = new Map<string, VmStateRecord>();
+  /** Oper states of the last refresh that reached libvirt; null until one has. */
+  private states: Map<string, VmStateRecord> | null = null;
   private modelState: ModelState;
   private lastDomains: DomainRecord[] | null = null;
   private libvirtDownSince: number | null = null;
@@ -46,6 +47,7 @@ export class VmmAgent {
   private readonly paths: HostPaths;
   /** Kept across refreshes: snmpd never forgets a CPU or mount it has seen, so neither may we. */
   private readonly hostState = new HostCollectorState();
+  private readonly imagePaths = new ImagePathResolver();
   private notify: ((n: Notification) => Promise<void>) | null = null;
 
   constructor(private readonly deps: AgentDeps) {
@@ -153,9 +155,11 @@ export class VmmAgent {
       hypervisor: this.deps.domains.hypervisorInfo(),
       domains: this.lastDomains,
       host,
-      imagePaths: await resolveImagePaths(imageFiles),
+      imagePaths: await this.imagePaths.resolve(imageFiles, takenAt),
     };
-    const indexes = this.deps.store.assign((snapshot.domains ?? []).map((d) => ({
+    // In UUID order, so that a fresh state dir numbers the same VMs the same way on every host run.
+    const byUuid = (snapshot.domains ?? []).slice().sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+    const indexes = this.deps.store.assign(byUuid.map((d) => ({
       uuid: d.uuid,
       name: d.name,
       running: d.id >= 0,
@@ -176,19 +180,22 @@ export class VmmAgent {
     this.responder.setView(view);
     this.currentView = view;
 
-    const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
-      vmIndex: i.vmIndex,
-      uuid: d.uuid,
-      name: d.name,
-      operState: lost ? O.OperState.Unknown : operState(d),
-      persistent: d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient,
-    }]));
-    const first = this.snapshot === null;
-    const previous = this.states;
     this.snapshot = snapshot;
     this.rows = rows;
-    this.states = states;
-    if (!first && domains && this.notify) this.send(notificationsFor(previous, states, this.notificationSettings()));
+    if (domains) {
+      // Only fresh data moves the notification baseline: while libvirt is
+      // away the last known states stand, so a VM that changed meanwhile is
+      // notified (from its last known state) once libvirt is back.
+      const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
+        vmIndex: i.vmIndex,
+        uuid: d.uuid,
+        name: d.name,
+        operState: operState(d),
+        persistent: d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient,
+      }]));
+      if (this.states && this.notify) this.send(notificationsFor(this.states, states, this.notificationSettings()));
+      this.states = states;
+    }
     await this.deps.store.save();
     const cpu = process.cpuUsage(cpuBefore);
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +

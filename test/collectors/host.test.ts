@@ -11,6 +11,7 @@ import {
   classifyFsType,
   filesystemFor,
   resolveImagePaths,
+  ImagePathResolver,
   parseMounts,
   readMounts,
   storageIndexes,
@@ -479,5 +480,23 @@ describe('reportTo and readMounts', () => {
 
   it('defaults to the mount table snmpd reads', () => {
     expect(hostPaths()).toEqual({ procRoot: '/proc', sysRoot: '/sys', mountsFile: '/etc/mtab' });
+  });
+});
+
+describe('ImagePathResolver', () => {
+  it('resolves each path once within its age limit, and again after it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-resolver-'));
+    const real = path.join(dir, 'real.img');
+    const link = path.join(dir, 'link.img');
+    fs.writeFileSync(real, '');
+    fs.symlinkSync(real, link);
+    const resolver = new ImagePathResolver(1000);
+    expect((await resolver.resolve([link], 0)).get(link)).toBe(real);
+    // The link now points elsewhere; within the age limit the cached answer stands.
+    fs.unlinkSync(link);
+    fs.symlinkSync('/nonexistent/elsewhere.img', link);
+    expect((await resolver.resolve([link], 500)).get(link)).toBe(real);
+    expect((await resolver.resolve([link], 1500)).get(link)).toBe(link);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
