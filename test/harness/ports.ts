@@ -61,22 +61,17 @@ export function freeTcpPort(): Promise<number> {
 
 /** Resolves true when something accepts a TCP connection on 127.0.0.1:port. */
 export function tcpPortAccepts(port: number, timeoutMs = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: LOOPBACK, port });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
+  return accepts({ host: LOOPBACK, port }, timeoutMs);
 }
 
 /** Resolves true when a unix stream socket at `path` accepts a connection. */
 export function unixSocketAccepts(path: string, timeoutMs = 500): Promise<boolean> {
+  return accepts({ path }, timeoutMs);
+}
+
+function accepts(target: net.NetConnectOpts, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ path });
+    const socket = net.connect(target);
     const done = (ok: boolean): void => {
       socket.destroy();
       resolve(ok);
