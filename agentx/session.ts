@@ -12,6 +12,7 @@ import { answerRequest, isMasterRequest, response } from './dispatch';
 import type { RequestHandler } from './handler';
 import { AgentxLog, silentLog } from './log';
 import { formatOid } from './oid';
+import { AgentxNotOpenError, AgentxTimeoutError, PendingRequests } from './pending';
 import {
   CloseReason,
   Oid,
@@ -22,61 +23,18 @@ import {
   ValueType,
   VarBind,
 } from './pdu';
+import type { AgentCapabilities, Registration, SessionOptions } from './session-options';
 import { AgentxAddress, connectAgentx, formatAgentxAddress, parseAgentxAddress } from './transport';
 
-export interface Registration {
-  subtree: Oid;
-  /** Lower is preferred (RFC 2741 §7.1.4.1); 127 is the customary default. */
-  priority?: number;
-  /** Seconds the master waits for this region; 0 means the session's timeout. */
-  timeout?: number;
-  rangeSubid?: number;
-  upperBound?: number;
-  context?: Buffer;
-  instance?: boolean;
-}
-
-export interface AgentCapabilities {
-  id: Oid;
-  description: string;
-  context?: Buffer;
-}
-
-export interface SessionOptions {
-  /** "unix:/path", "tcp:host:port" or a bare socket path. */
-  address: string;
-  description: string;
-  /** o.id of the Open-PDU; empty when the subagent has no identifier. */
-  id?: Oid;
-  /** o.timeout of the Open-PDU in seconds (0: the master's default). */
-  timeoutSeconds?: number;
-  pingIntervalMs?: number;
-  requestTimeoutMs?: number;
-  reconnectInitialMs?: number;
-  reconnectMaxMs?: number;
-  maxPayloadBytes?: number;
-  /** Notifications kept while the master is away, oldest dropped first. */
-  maxQueuedNotifications?: number;
-  log?: AgentxLog;
-  /** Replaces the socket, for tests with an in-memory stream. */
-  connect?: (address: AgentxAddress) => Duplex;
-}
+export type { Registration, AgentCapabilities, SessionOptions } from './session-options';
 
 export type SessionState = 'idle' | 'connecting' | 'opening' | 'open' | 'closed';
 
-export class AgentxTimeoutError extends Error {}
-export class AgentxNotOpenError extends Error {}
+export { AgentxTimeoutError, AgentxNotOpenError };
 export class AgentxResponseError extends Error {
   constructor(readonly error: ResponseError, readonly index: number, what: string) {
     super(`${what} refused by the master: ${ResponseError[error] ?? error}`);
   }
-}
-
-interface Pending {
-  resolve(pdu: ResponsePdu): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-  what: string;
 }
 
 interface QueuedNotify {
@@ -98,8 +56,7 @@ export class AgentxSession extends EventEmitter {
   private socket: Duplex | null = null;
   private framer: PduFramer;
   private sessionId = 0;
-  private packetId = 0;
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new PendingRequests();
   private readonly registrations: Registration[] = [];
   private readonly capabilities: AgentCapabilities[] = [];
   private readonly notifyQueue: QueuedNotify[] = [];
@@ -321,11 +278,7 @@ export class AgentxSession extends EventEmitter {
     const wasOpen = this.stateValue === 'open';
     this.socket = null;
     this.stopPing();
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      this.pending.delete(id);
-      p.reject(new AgentxNotOpenError(`${p.what}: connection to the master closed`));
-    }
+    this.pending.rejectAll('connection to the master closed');
     if (this.stateValue !== 'closed') this.stateValue = 'idle';
     const sessionId = this.sessionId;
     this.sessionId = 0;
@@ -406,17 +359,11 @@ export class AgentxSession extends EventEmitter {
   request(body: PduBody, what: string, timeoutMs = this.opts.requestTimeoutMs): Promise<ResponsePdu> {
     const socket = this.socket;
     if (!socket) return Promise.reject(new AgentxNotOpenError(`${what}: not connected to the master`));
-    this.packetId = (this.packetId + 1) >>> 0 || 1;
-    const packetId = this.packetId;
+    const packetId = this.pending.nextPacketId();
     const pdu = { ...body, sessionId: this.sessionId, transactionId: 0, packetId } as Pdu;
-    return new Promise<ResponsePdu>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(packetId);
-        reject(new AgentxTimeoutError(`${what}: no answer from the master within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(packetId, { resolve, reject, timer, what });
-      socket.write(encodePdu(pdu));
-    });
+    const answer = this.pending.wait(packetId, what, timeoutMs);
+    socket.write(encodePdu(pdu));
+    return answer;
   }
 
   // --- incoming PDUs ---------------------------------------------------------
@@ -449,14 +396,9 @@ export class AgentxSession extends EventEmitter {
     }
     if (pdu.type === PduType.Response) {
       this.masterClock = { ticks: pdu.sysUpTime, at: performance.now() };
-      const p = this.pending.get(pdu.packetId);
-      if (!p) {
+      if (!this.pending.settle(pdu)) {
         this.log('debug', `AgentX Response for unknown packet ${pdu.packetId} ignored (late answer to a timed-out request?)`);
-        return;
       }
-      this.pending.delete(pdu.packetId);
-      clearTimeout(p.timer);
-      p.resolve(pdu);
       return;
     }
     if (pdu.type === PduType.Close) {
