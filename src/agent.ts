@@ -8,7 +8,7 @@ import type { Config } from './config';
 import { collectHost, HostCollectorState } from './collectors/host';
 import { ImagePathResolver } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
-import { buildVmMibView, hvUpTimeTicks, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
+import { buildVmMibView, hvUpTimeTicks, imageFile, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
 import { operState } from './model/vm-state';
 import { Notification, notificationsFor, VmStateRecord } from './notifications';
@@ -110,7 +110,13 @@ export class VmmAgent {
       try {
         do {
           this.refreshAgain = false;
-          await this.refreshOnce();
+          try {
+            await this.refreshOnce();
+          } catch (err) {
+            // A refresh that fails (a bug, or data no rule foresaw) must not
+            // take the agent down: the last view keeps being served.
+            this.deps.log('error', `refresh failed, serving the previous values: ${(err as Error).stack ?? String(err)}`);
+          }
         } while (this.refreshAgain);
       } finally {
         this.refreshing = null;
@@ -148,7 +154,10 @@ export class VmmAgent {
     }
     const imageFiles: string[] = [];
     for (const d of this.lastDomains ?? []) {
-      for (const disk of d.disks) if (disk.source && (disk.sourceKind === 'file' || disk.sourceKind === 'dir')) imageFiles.push(disk.source);
+      for (const disk of d.disks) {
+        const image = imageFile(disk);
+        if (image !== null) imageFiles.push(image);
+      }
     }
     const snapshot: Snapshot = {
       takenAt,

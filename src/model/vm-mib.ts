@@ -243,6 +243,11 @@ export function storageSourceType(disk: DiskRecord): O.StorageSourceType {
   }
 }
 
+/** The host file (or directory) a disk lives in, or null for block devices, network disks and empty drives. */
+export function imageFile(disk: DiskRecord): string | null {
+  return disk.source !== null && (disk.sourceKind === 'file' || disk.sourceKind === 'dir') ? disk.source : null;
+}
+
 export function storageMediaType(disk: DiskRecord): O.StorageMediaType {
   switch (disk.device) {
     case 'disk':
@@ -262,8 +267,9 @@ function storageRow(index: number[], disk: DiskRecord, host: HostInfo, imagePath
   const fixedSize = sourceType === O.StorageSourceType.Block || sourceType === O.StorageSourceType.Raw;
   // For block and raw sources RFC 7666 makes the allocated size equal to the defined size.
   const allocation = fixedSize ? disk.capacity : disk.allocation;
-  const parent = disk.source && (disk.sourceKind === 'file' || disk.sourceKind === 'dir')
-    ? filesystemFor(host.filesystems, imagePaths.get(disk.source) ?? disk.source)?.hrStorageIndex ?? 0
+  const image = imageFile(disk);
+  const parent = image !== null
+    ? filesystemFor(host.filesystems, imagePaths.get(image) ?? image)?.hrStorageIndex ?? 0
     : 0;
   return { index, disk, parent, sourceType, sizes: scaleToInteger32([disk.capacity, allocation], 1048576n) };
 }

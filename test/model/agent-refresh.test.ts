@@ -1,0 +1,36 @@
+import { VmmAgent, DomainSource } from '../../src/agent';
+import { DEFAULTS } from '../../src/config';
+import { VmIndexStore } from '../../src/state/index-store';
+import type { DomainRecord } from '../../src/snapshot';
+import { parseOid, ValueType } from '../../agentx';
+
+const domain = (curVcpus: number): DomainRecord => ({
+  uuid: '11111111-2222-3333-4444-555555555555', name: 'web-01', id: 1, state: 1, reason: 1, autostart: false,
+  persistent: true, managedSave: false, osType: 'hvm', curVcpus, maxVcpus: 2, memoryKiB: 1024n, maxMemoryKiB: 1024n,
+  hotplugMemoryKiB: null, cpuTimeNs: 0n, vcpus: [], disks: [], nics: [], jobType: null, jobOperation: null,
+});
+
+describe('VmmAgent refresh', () => {
+  test('a refresh that throws is logged once and the previous view keeps being served', async () => {
+    let next: DomainRecord[] = [domain(2)];
+    const source: DomainSource = {
+      hypervisorInfo: () => null,
+      collect: async () => next,
+      onEvent: () => undefined,
+      close: async () => undefined,
+    };
+    const lines: string[] = [];
+    const log = (level: string, msg: string) => { lines.push(`${level}: ${msg}`); };
+    const config = { ...DEFAULTS, procRoot: '/nonexistent/proc', sysRoot: '/nonexistent/sys', mountsFile: '/nonexistent/mtab' };
+    const agent = new VmmAgent({ config, domains: source, store: VmIndexStore.memory(log), log });
+    await agent.refresh();
+    const curCpus = parseOid('1.3.6.1.2.1.236.1.4.1.9.1');
+    expect(agent.view?.get(curCpus)).toEqual({ type: ValueType.Integer, value: 2 });
+    // A vCPU count no Integer32 can hold: building the view fails.
+    next = [domain(2 ** 40)];
+    await expect(agent.refresh()).resolves.toBeUndefined();
+    expect(lines.filter((l) => l.startsWith('error: refresh failed'))).toHaveLength(1);
+    expect(agent.view?.get(curCpus)).toEqual({ type: ValueType.Integer, value: 2 });
+    await agent.stop();
+  });
+});
