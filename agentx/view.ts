@@ -2,14 +2,14 @@
 // lookups of Get and GetNext processing (RFC 2741 §7.2.3) in O(log n).
 //
 // Views of 600,000 instances are realistic (10,000 VMs), so instance OIDs are
-// not kept as one JS array each: all sub-identifiers live in one Uint32Array,
-// with a second Uint32Array of offsets marking where each instance begins.
-// Values are not kept as one object each either (packed-values.ts): a
-// Value object per instance cost ~60 bytes of heap and, worse, hundreds of
-// thousands of long-lived objects for every major GC to trace.
+// not kept as one JS array each but front-coded in one byte array
+// (packed-oids.ts), and values are not kept as one object each either
+// (packed-values.ts): an object per instance cost tens of megabytes and
+// hundreds of thousands of long-lived objects for every major GC to trace.
 import { ValueType } from './pdu';
 import type { Oid, Value, VarBind } from './pdu';
 import { compareOids, formatOid, isPrefixOf } from './oid';
+import { OidCursor, PackedOids, PackedOidsWriter } from './packed-oids';
 import { PackedValues } from './packed-values';
 
 /** RFC 2741 §5.1: n_subid is 0..128. */
@@ -19,24 +19,24 @@ const MAX_SUBID = 0xffffffff;
 /** How much a view holds; a builder given the previous view's sizes allocates once and copies nothing at build(). */
 export interface MibViewSizes {
   instances: number;
-  /** Sub-identifiers of all instance OIDs together. */
-  subids: number;
+  /** Bytes of all packed instance OIDs together. */
+  oidBytes: number;
   /** Bytes of all octet-string values together. */
   octets: number;
 }
 
 export class MibView implements Iterable<VarBind> {
-  /**
-   * Use MibViewBuilder. `subids` holds every instance OID in ascending order,
-   * instance i spanning subids[offsets[i]] .. subids[offsets[i + 1] - 1];
-   * `objects` is sorted and no object is a prefix of another.
-   */
+  /** Lookups run one at a time (one thread), so they share one cursor. */
+  private readonly cursor: OidCursor;
+
+  /** Use MibViewBuilder. `objects` is sorted and no object is a prefix of another. */
   constructor(
-    private readonly subids: Uint32Array,
-    private readonly offsets: Uint32Array,
+    private readonly oids: PackedOids,
     private readonly values: PackedValues,
     private readonly declared: readonly Oid[],
-  ) {}
+  ) {
+    this.cursor = oids.cursor();
+  }
 
   /** Number of instances. */
   get size(): number {
@@ -44,7 +44,7 @@ export class MibView implements Iterable<VarBind> {
   }
 
   sizes(): MibViewSizes {
-    return { instances: this.values.count, subids: this.subids.length, octets: this.values.octets };
+    return { instances: this.values.count, oidBytes: this.oids.byteLength, octets: this.values.octets };
   }
 
   /** Declared objects (scalar and column OIDs), sorted. */
@@ -54,8 +54,9 @@ export class MibView implements Iterable<VarBind> {
 
   /** The value of the instance named exactly `oid`. */
   get(oid: Oid): Value | undefined {
-    const i = this.lowerBound(oid);
-    return i < this.values.count && this.compareAt(i, oid) === 0 ? this.values.valueAt(i) : undefined;
+    const c = this.cursor;
+    const i = c.seek(oid);
+    return i < this.values.count && c.compare(oid) === 0 ? this.values.valueAt(i) : undefined;
   }
 
   /**
@@ -63,11 +64,12 @@ export class MibView implements Iterable<VarBind> {
    * `end` is not empty, strictly before `end`: one SearchRange of RFC 2741 §5.2.
    */
   next(start: Oid, include: boolean, end: Oid = []): VarBind | undefined {
-    let i = this.lowerBound(start);
-    if (!include && i < this.values.count && this.compareAt(i, start) === 0) i++;
-    if (i >= this.values.count) return undefined;
-    if (end.length > 0 && this.compareAt(i, end) >= 0) return undefined;
-    return this.varBindAt(i);
+    const c = this.cursor;
+    c.seek(start);
+    if (!include && c.index < this.values.count && c.compare(start) === 0) c.advance();
+    if (c.index >= this.values.count) return undefined;
+    if (end.length > 0 && c.compare(end) >= 0) return undefined;
+    return this.values.varBindAt(c.index, c.oid());
   }
 
   /** The declared object whose OID is `oid` or a prefix of it. */
@@ -87,98 +89,32 @@ export class MibView implements Iterable<VarBind> {
   }
 
   *[Symbol.iterator](): Iterator<VarBind> {
-    for (let i = 0; i < this.values.count; i++) yield this.varBindAt(i);
+    // A cursor of its own: lookups between two steps must not move it.
+    const c = this.oids.cursor();
+    for (; c.index < this.values.count; c.advance()) yield this.values.varBindAt(c.index, c.oid());
   }
-
-  private varBindAt(i: number): VarBind {
-    const from = this.offsets[i];
-    const to = this.offsets[i + 1];
-    const oid: number[] = [];
-    for (let k = from; k < to; k++) oid.push(this.subids[k]);
-    return this.values.varBindAt(i, oid);
-  }
-
-  /**
-   * Index of the first instance >= oid (size when there is none). Instance
-   * OIDs share long prefixes (1.3.6.1.2.1.236.1.3.1.c...), so the search
-   * skips the sub-identifiers that every instance between the two bounds is
-   * known to share with oid: an instance between A and B has at least the
-   * shorter of lcp(A, oid) and lcp(B, oid) in common with oid.
-   */
-  private lowerBound(oid: Oid): number {
-    const { subids, offsets } = this;
-    let lo = 0;
-    let hi = this.values.count;
-    let loCommon = 0;
-    let hiCommon = 0;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const from = offsets[mid];
-      const length = offsets[mid + 1] - from;
-      const n = length < oid.length ? length : oid.length;
-      let k = loCommon < hiCommon ? loCommon : hiCommon;
-      while (k < n && subids[from + k] === oid[k]) k++;
-      const before = k < n ? subids[from + k] < oid[k] : length < oid.length;
-      if (before) {
-        lo = mid + 1;
-        loCommon = k;
-      } else {
-        hi = mid;
-        hiCommon = k;
-      }
-    }
-    return lo;
-  }
-
-  /** compareOids(instance i, oid) without materialising instance i. */
-  private compareAt(i: number, oid: Oid): number {
-    return comparePacked(this.subids, this.offsets[i], this.offsets[i + 1], oid);
-  }
-}
-
-function comparePacked(subids: Uint32Array, from: number, to: number, oid: Oid): number {
-  const length = to - from;
-  const n = length < oid.length ? length : oid.length;
-  for (let k = 0; k < n; k++) {
-    const d = subids[from + k] - oid[k];
-    if (d !== 0) return d < 0 ? -1 : 1;
-  }
-  return length === oid.length ? 0 : length < oid.length ? -1 : 1;
-}
-
-/** Like comparePacked, for two instances of the same packed buffer (used while sorting). */
-function comparePackedPair(subids: Uint32Array, aFrom: number, aTo: number, bFrom: number, bTo: number): number {
-  const aLength = aTo - aFrom;
-  const bLength = bTo - bFrom;
-  const n = aLength < bLength ? aLength : bLength;
-  for (let k = 0; k < n; k++) {
-    const d = subids[aFrom + k] - subids[bFrom + k];
-    if (d !== 0) return d < 0 ? -1 : 1;
-  }
-  return aLength === bLength ? 0 : aLength < bLength ? -1 : 1;
 }
 
 /**
  * Collects instances and declared objects, then builds a MibView. Instances
  * added in ascending order (the usual case: views are generated table by
- * table, row by row) are not sorted again.
+ * table, row by row) are packed as they come and not sorted; after the first
+ * one out of order, the rest are kept as arrays and sorted at build().
  */
 export class MibViewBuilder {
-  private subids: Uint32Array;
-  private subidCount = 0;
-  private offsets: Uint32Array;
+  private oids: PackedOidsWriter;
+  /** Every OID so far, once one came out of order; null while the input is sorted. */
+  private loose: Oid[] | null = null;
   private values: PackedValues;
   private declared: Oid[] = [];
-  private sorted = true;
 
   /**
    * `expected`: sizes to allocate for up front (e.g. the previous view's).
    * Growing by doubling and trimming at build() would otherwise hold up to
-   * three copies of every array at once: 100+ MB at 10,000 VMs.
+   * three copies of every array at once.
    */
   constructor(expected?: MibViewSizes) {
-    this.subids = new Uint32Array(Math.max(expected?.subids ?? 0, 4096));
-    this.offsets = new Uint32Array(Math.max((expected?.instances ?? 0) + 1, 257));
+    this.oids = new PackedOidsWriter(expected?.oidBytes ?? 0, expected?.instances ?? 0);
     this.values = new PackedValues(Math.max(expected?.instances ?? 0, 256), Math.max(expected?.octets ?? 0, 4096));
   }
 
@@ -195,18 +131,14 @@ export class MibViewBuilder {
     if (value.type === ValueType.NoSuchObject || value.type === ValueType.NoSuchInstance || value.type === ValueType.EndOfMibView) {
       throw new Error(`MIB view: instance ${formatOid(oid)} has exception type ${ValueType[value.type]}; add only real values`);
     }
-    const index = this.values.count;
-    if (this.subidCount + oid.length > this.subids.length) this.subids = grow(this.subids, this.subidCount + oid.length);
-    if (index + 2 > this.offsets.length) this.offsets = grow(this.offsets, index + 2);
-    // The O(n) sortedness check of build() happens here, one comparison per add.
-    if (index > 0 && this.sorted) {
-      const order = comparePacked(this.subids, this.offsets[index - 1], this.subidCount, oid);
+    if (this.loose === null) {
+      // The O(n) sortedness check of build() happens here, one comparison per add.
+      const order = this.oids.compareToLast(oid);
       if (order === 0) throw duplicateError(oid);
-      if (order > 0) this.sorted = false;
+      if (order < 0) this.oids.push(oid);
+      else this.loose = unpack(this.oids.finish());
     }
-    this.subids.set(oid, this.subidCount);
-    this.subidCount += oid.length;
-    this.offsets[index + 1] = this.subidCount;
+    if (this.loose !== null) this.loose.push(oid.slice());
     this.values.push(value);
     return this;
   }
@@ -214,22 +146,24 @@ export class MibViewBuilder {
   /** Returns the view and leaves this builder empty. Throws on duplicate instances or nested objects. */
   build(): MibView {
     const objects = sortObjects(this.declared);
-    const count = this.values.count;
-    let subids = this.subids.length === this.subidCount ? this.subids : this.subids.slice(0, this.subidCount);
-    let offsets = this.offsets.length === count + 1 ? this.offsets : this.offsets.slice(0, count + 1);
     let values = this.values.trimmed();
-    if (!this.sorted) ({ subids, offsets, values } = sortInstances(subids, offsets, values));
+    let oids: PackedOids;
+    if (this.loose === null) {
+      oids = this.oids.finish();
+    } else {
+      const order = sortedOrder(this.loose);
+      oids = packInOrder(this.loose, order);
+      values = values.permuted(order);
+    }
     this.reset();
-    return new MibView(subids, offsets, values, objects);
+    return new MibView(oids, values, objects);
   }
 
   private reset(): void {
-    this.subids = new Uint32Array(4096);
-    this.subidCount = 0;
-    this.offsets = new Uint32Array(257);
+    this.oids = new PackedOidsWriter();
+    this.loose = null;
     this.values = new PackedValues();
     this.declared = [];
-    this.sorted = true;
   }
 }
 
@@ -248,14 +182,6 @@ function duplicateError(oid: Oid): Error {
   return new Error(`MIB view: instance ${formatOid(oid)} is added twice; each instance OID must be unique`);
 }
 
-function grow(array: Uint32Array, needed: number): Uint32Array {
-  let capacity = array.length * 2;
-  while (capacity < needed) capacity *= 2;
-  const bigger = new Uint32Array(capacity);
-  bigger.set(array);
-  return bigger;
-}
-
 /** Sorts and de-duplicates declared objects; a parent/child pair is refused, as libagentx does. */
 function sortObjects(declared: Oid[]): Oid[] {
   const sorted = declared.slice().sort(compareOids);
@@ -271,28 +197,24 @@ function sortObjects(declared: Oid[]): Oid[] {
   return unique;
 }
 
-function sortInstances(
-  subids: Uint32Array,
-  offsets: Uint32Array,
-  values: PackedValues,
-): { subids: Uint32Array; offsets: Uint32Array; values: PackedValues } {
-  const count = values.count;
-  const order = new Uint32Array(count);
-  for (let i = 0; i < count; i++) order[i] = i;
-  order.sort((a, b) => comparePackedPair(subids, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1]));
+function unpack(oids: PackedOids): Oid[] {
+  const out: Oid[] = [];
+  for (const c = oids.cursor(); c.index < oids.count; c.advance()) out.push(c.oid());
+  return out;
+}
 
-  const sortedSubids = new Uint32Array(subids.length);
-  const sortedOffsets = new Uint32Array(count + 1);
-  let used = 0;
-  for (let i = 0; i < count; i++) {
-    const from = offsets[order[i]];
-    const to = offsets[order[i] + 1];
-    if (i > 0 && comparePackedPair(subids, offsets[order[i - 1]], offsets[order[i - 1] + 1], from, to) === 0) {
-      throw duplicateError(Array.from(subids.subarray(from, to)));
-    }
-    sortedSubids.set(subids.subarray(from, to), used);
-    used += to - from;
-    sortedOffsets[i + 1] = used;
+/** Instance indexes in OID order. */
+function sortedOrder(oids: readonly Oid[]): Uint32Array {
+  const order = new Uint32Array(oids.length);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  return order.sort((a, b) => compareOids(oids[a], oids[b]));
+}
+
+function packInOrder(oids: readonly Oid[], order: Uint32Array): PackedOids {
+  const writer = new PackedOidsWriter(0, order.length);
+  for (const i of order) {
+    if (writer.compareToLast(oids[i]) === 0) throw duplicateError(oids[i]);
+    writer.push(oids[i]);
   }
-  return { subids: sortedSubids, offsets: sortedOffsets, values: values.permuted(order) };
+  return writer.finish();
 }
