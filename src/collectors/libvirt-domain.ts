@@ -9,6 +9,7 @@
 // the affected fields null, unless the error says the domain or the
 // connection is gone.
 
+import { createHash } from 'crypto';
 import {
   autostart,
   blockInfo,
@@ -63,8 +64,8 @@ export interface DomainQueryContext {
   hostCpuNumbers: number;
   bulk: BulkFlags | null;
   support: DriverSupport;
-  /** Parsed XML by UUID, reused while the XML text is unchanged. */
-  xmlCache: Map<string, { xml: string; facts: DomainXmlFacts }>;
+  /** Parsed XML by UUID, reused while the XML text is unchanged (same SHA-256). */
+  xmlCache: Map<string, { digest: string; facts: DomainXmlFacts }>;
   /** Reports a non-essential failure (the collector logs each distinct one once). */
   minorFailure(uuid: string, what: string, err: unknown): void;
 }
@@ -155,11 +156,16 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
   };
 }
 
+/**
+ * The XML's facts, parsed again only when the XML changed. The cache keeps a
+ * digest of the text, not the text: ~1.3 kB a domain, 13 MB at 10,000 VMs.
+ */
 function parsedXml(uuid: string, xml: string, ctx: DomainQueryContext): DomainXmlFacts {
+  const digest = createHash('sha256').update(xml).digest('base64');
   const cached = ctx.xmlCache.get(uuid);
-  if (cached !== undefined && cached.xml === xml) return cached.facts;
+  if (cached !== undefined && cached.digest === digest) return cached.facts;
   const facts = parseDomainXml(xml);
-  ctx.xmlCache.set(uuid, { xml, facts });
+  ctx.xmlCache.set(uuid, { digest, facts });
   return facts;
 }
 

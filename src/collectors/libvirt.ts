@@ -96,7 +96,7 @@ export class LibvirtCollector {
 
   private readonly lastGood = new Map<string, DomainRecord>();
   private readonly inFlight = new Set<string>();
-  private readonly xmlCache = new Map<string, { xml: string; facts: DomainXmlFacts }>();
+  private readonly xmlCache = new Map<string, { digest: string; facts: DomainXmlFacts }>();
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
   private readonly logged = new Map<string, string>();
 
