@@ -65,11 +65,21 @@ function children(node: XmlNode | undefined, name: string): XmlNode[] {
 const first = (node: XmlNode | undefined, name: string): XmlNode | undefined => children(node, name)[0];
 function attr(node: XmlNode | undefined, name: string): string | undefined {
   const v = node?.[`@_${name}`];
-  return typeof v === 'string' ? v : undefined;
+  return typeof v === 'string' ? detached(v) : undefined;
 }
 function text(node: XmlNode | undefined): string | undefined {
   const v = node?.['#text'];
-  return typeof v === 'string' ? v : undefined;
+  return typeof v === 'string' ? detached(v) : undefined;
+}
+
+/**
+ * A copy sharing no memory with the document. V8 keeps a substring of 13 or
+ * more characters as a slice of its parent, so one disk path kept in the
+ * facts would keep the whole XML text alive: 16 MB at 10,000 VMs (measured
+ * in a heap snapshot).
+ */
+function detached(s: string): string {
+  return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
 }
 
 export function parseDomainXml(xml: string): DomainXmlFacts {
