@@ -26,7 +26,7 @@ export interface VcpuRecord {
    * For a running domain this is virDomainGetVcpuPinInfo; for an inactive one
    * the <vcpupin>/<vcpu cpuset> of the XML.
    */
-  affinity: number[] | null;
+  affinity: readonly number[] | null;
 }
 
 export interface DiskRecord {

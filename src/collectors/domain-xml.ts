@@ -5,6 +5,7 @@
 
 import { XMLParser } from 'fast-xml-parser';
 import type { DiskRecord, NicRecord } from '../snapshot';
+import { sharedWord } from './interner';
 
 /** The XML-derived part of a disk; runtime sizes and counters come from libvirt calls. */
 export type XmlDisk = Pick<DiskRecord, 'target' | 'sourceKind' | 'device' | 'format' | 'source' | 'readonly' | 'bus'>;
@@ -67,6 +68,11 @@ function attr(node: XmlNode | undefined, name: string): string | undefined {
   const v = node?.[`@_${name}`];
   return typeof v === 'string' ? detached(v) : undefined;
 }
+/** attr() for enumerations and names that many domains repeat ("virtio", "qcow2", "br0"). */
+function wordAttr(node: XmlNode | undefined, name: string): string | undefined {
+  const v = attr(node, name);
+  return v === undefined ? undefined : sharedWord(v);
+}
 function text(node: XmlNode | undefined): string | undefined {
   const v = node?.['#text'];
   return typeof v === 'string' ? detached(v) : undefined;
@@ -108,7 +114,7 @@ export function parseDomainXml(xml: string): DomainXmlFacts {
   return {
     name,
     uuid: uuid.toLowerCase(),
-    osType: libosinfoId(domain) ?? text(first(first(domain, 'os'), 'type')) ?? '',
+    osType: sharedWord(libosinfoId(domain) ?? text(first(first(domain, 'os'), 'type')) ?? ''),
     curVcpus,
     maxVcpus,
     onlineVcpus: onlineVcpus(domain, curVcpus),
@@ -175,18 +181,18 @@ function vcpuPins(domain: XmlNode): Map<number, number[]> {
 }
 
 function parseDisk(disk: XmlNode): XmlDisk {
-  const sourceKind = attr(disk, 'type') ?? 'file';
-  const device = attr(disk, 'device') ?? 'disk';
+  const sourceKind = wordAttr(disk, 'type') ?? 'file';
+  const device = wordAttr(disk, 'device') ?? 'disk';
   const target = first(disk, 'target');
   return {
     target: attr(target, 'dev') ?? '',
     sourceKind,
     device,
-    format: attr(first(disk, 'driver'), 'type') ?? null,
+    format: wordAttr(first(disk, 'driver'), 'type') ?? null,
     source: diskSource(sourceKind, first(disk, 'source')),
     // A CD-ROM is read-only media even when the XML omits <readonly/>.
     readonly: first(disk, 'readonly') !== undefined || device === 'cdrom',
-    bus: attr(target, 'bus') ?? null,
+    bus: wordAttr(target, 'bus') ?? null,
   };
 }
 
@@ -242,15 +248,15 @@ function hex(value: string | undefined, width: number): string {
 }
 
 function parseInterface(nic: XmlNode): NicRecord {
-  const kind = attr(nic, 'type') ?? 'ethernet';
+  const kind = wordAttr(nic, 'type') ?? 'ethernet';
   const source = first(nic, 'source');
   // For type='network' the live XML also names the bridge the network
   // created; that bridge, not the network name, is the host-side parent.
-  const parent = attr(source, 'bridge') ?? attr(source, 'network') ?? (kind === 'direct' ? attr(source, 'dev') : undefined);
+  const parent = wordAttr(source, 'bridge') ?? wordAttr(source, 'network') ?? (kind === 'direct' ? wordAttr(source, 'dev') : undefined);
   return {
     kind,
     mac: attr(first(nic, 'mac'), 'address')?.toLowerCase() ?? null,
-    model: attr(first(nic, 'model'), 'type') ?? null,
+    model: wordAttr(first(nic, 'model'), 'type') ?? null,
     hostDevice: attr(first(nic, 'target'), 'dev') ?? null,
     source: parent ?? null,
   };

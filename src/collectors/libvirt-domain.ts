@@ -31,6 +31,7 @@ import type { DomainPtr } from '../libvirt/ffi';
 import { paramBigInt, paramNumber, type TypedParamValue } from '../libvirt/typed-params';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
+import { sharedCpuSet } from './interner';
 
 export interface DomainTarget {
   dom: DomainPtr;
@@ -122,7 +123,7 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     number: v.number,
     state: v.state,
     cpuTimeNs: v.cpuTimeNs,
-    affinity: pins?.[v.number] ?? (active ? null : xmlAffinity(facts, v.number, ctx.hostCpus)),
+    affinity: shareable(pins?.[v.number] ?? (active ? null : xmlAffinity(facts, v.number, ctx.hostCpus))),
   }));
 
   const job = await queryJob(t, active, ctx);
@@ -150,7 +151,8 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     cpuTimeNs,
     vcpus,
     disks,
-    nics: facts.nics.map((n) => ({ ...n })),
+    // Shared with the cached facts: records are immutable once built.
+    nics: facts.nics,
     jobType: job?.type ?? null,
     jobOperation: job?.operation ?? null,
   };
@@ -170,6 +172,8 @@ function parsedXml(uuid: string, xml: string, ctx: DomainQueryContext): DomainXm
 }
 
 type VcpuRuntime = Pick<VcpuRecord, 'number' | 'state' | 'cpuTimeNs'>;
+
+const shareable = (cpus: readonly number[] | null): readonly number[] | null => (cpus === null ? null : sharedCpuSet(cpus));
 type Minor = <R>(what: string, call: () => Promise<R>) => Promise<R | null>;
 
 async function diskRecord(

@@ -1,0 +1,34 @@
+// One shared copy of values that repeat across thousands of domains: bus and
+// device names, disk formats, the host CPU sets vCPUs are pinned to. At
+// 10,000 VMs separate copies of these cost several megabytes of heap that
+// every major GC traces (heap snapshot: 40,000 "virtio" strings, 20,000
+// 16-element CPU lists).
+
+/** A bounded table from key to one shared value; when full it starts over (values handed out stay valid). */
+export class Interner<T> {
+  private readonly table = new Map<string, T>();
+
+  constructor(private readonly limit: number) {}
+
+  get(key: string, make: () => T): T {
+    const known = this.table.get(key);
+    if (known !== undefined) return known;
+    if (this.table.size >= this.limit) this.table.clear();
+    const value = make();
+    this.table.set(key, value);
+    return value;
+  }
+}
+
+const words = new Interner<string>(1024);
+const cpuSets = new Interner<readonly number[]>(1024);
+
+/** The shared copy of a short enumerated word (e.g. "virtio", "qcow2"). */
+export function sharedWord(word: string): string {
+  return words.get(word, () => word);
+}
+
+/** The shared copy of a sorted list of host CPU numbers; the copy is frozen, as others hold it too. */
+export function sharedCpuSet(cpus: readonly number[]): readonly number[] {
+  return cpuSets.get(cpus.join(','), () => Object.freeze(cpus.slice()));
+}
