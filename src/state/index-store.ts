@@ -41,11 +41,12 @@ export interface DeviceKeys {
   nics: readonly string[];
 }
 
+/** Shared between refreshes while nothing changes: read-only. */
 export interface VmIndexes {
-  vmIndex: number;
-  runningSince: number | null;
-  disks: Map<string, number>;
-  nics: Map<string, number>;
+  readonly vmIndex: number;
+  readonly runningSince: number | null;
+  readonly disks: ReadonlyMap<string, number>;
+  readonly nics: ReadonlyMap<string, number>;
 }
 
 const FILE_NAME = 'vm-indexes.json';
@@ -57,6 +58,13 @@ export class VmIndexStore {
   private dirty = false;
   /** --dump reads the indexes the daemon uses but must not write them. */
   readOnly = false;
+
+  /**
+   * What the last assign() returned: a VM whose indexes did not change gets
+   * the same object again, so a refresh of 10,000 VMs does not build 20,000
+   * new Maps.
+   */
+  private issued = new Map<string, VmIndexes>();
 
   private constructor(private readonly file: string | null, private data: StoreFile, private readonly log: StoreLog) {}
 
@@ -117,13 +125,17 @@ export class VmIndexStore {
         this.dirty = true;
       }
       e.lastSeen = now;
-      out.set(vm.uuid, {
+      const previous = this.issued.get(vm.uuid);
+      const unchanged = previous !== undefined && previous.vmIndex === e.index && previous.runningSince === e.runningSince &&
+        hasExactly(previous.disks, vm.disks) && hasExactly(previous.nics, vm.nics);
+      out.set(vm.uuid, unchanged ? previous : {
         vmIndex: e.index,
         runningSince: e.runningSince,
         disks: this.subIndexes(e.disks, vm.disks),
         nics: this.subIndexes(e.nics, vm.nics),
       });
     }
+    this.issued = out;
     return out;
   }
 
@@ -157,6 +169,13 @@ export class VmIndexStore {
     }
     return out;
   }
+}
+
+/** True when `issued` maps exactly `keys` (a device's index never changes once given, so the values still hold). */
+function hasExactly(issued: ReadonlyMap<string, number>, keys: readonly string[]): boolean {
+  if (issued.size !== keys.length) return false;
+  for (const key of keys) if (!issued.has(key)) return false;
+  return true;
 }
 
 function emptyFile(): StoreFile {

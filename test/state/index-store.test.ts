@@ -43,6 +43,23 @@ describe('VmIndexStore', () => {
     expect([...two.nics]).toEqual([['m2', 2]]);
   });
 
+  test('unchanged indexes come back as the same object; any change gives a new one', () => {
+    const s = VmIndexStore.memory(log);
+    const keys = { disks: ['vda', 'vdb'], nics: ['m1'] };
+    const one = s.assign([vm('aaaa', keys), vm('bbbb')]).get('aaaa')!;
+    expect(s.assign([vm('aaaa', keys), vm('bbbb')]).get('aaaa')).toBe(one);
+    // Same number of disks, other targets: new indexes, not the old object.
+    const swapped = s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'] })]).get('aaaa')!;
+    expect(swapped).not.toBe(one);
+    expect([...swapped.disks]).toEqual([['vda', 1], ['sdc', 3]]);
+    const started = s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'], running: true, domainId: 4 })], 5000).get('aaaa')!;
+    expect(started).not.toBe(swapped);
+    expect(started.runningSince).toBe(5000);
+    // A VM left out of one assign() is not handed its old object later from a stale table.
+    s.assign([vm('bbbb')]);
+    expect(s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'], running: true, domainId: 4 })], 6000).get('aaaa')).not.toBe(started);
+  });
+
   test('runningSince is set when a VM starts, kept while it runs, reset by a new domain id', () => {
     const s = VmIndexStore.memory(log);
     expect(s.assign([vm('aaaa')], 1000).get('aaaa')!.runningSince).toBeNull();
