@@ -5,7 +5,7 @@
 
 import { XMLParser } from 'fast-xml-parser';
 import type { DiskRecord, NicRecord } from '../snapshot';
-import { sharedWord } from './interner';
+import { sharedNumberList, sharedWord } from './interner';
 
 /** The XML-derived part of a disk; runtime sizes and counters come from libvirt calls. */
 export type XmlDisk = Pick<DiskRecord, 'target' | 'sourceKind' | 'device' | 'format' | 'source' | 'readonly' | 'bus'>;
@@ -19,15 +19,15 @@ export interface DomainXmlFacts {
   curVcpus: number;
   maxVcpus: number;
   /** vCPU ids online in this definition: <vcpus><vcpu enabled='yes'> if listed, else 0..curVcpus-1. */
-  onlineVcpus: number[];
+  onlineVcpus: readonly number[];
   /** <memory>, <currentMemory> (null if absent), <maxMemory> (null if absent); all in KiB. */
   memoryKiB: bigint;
   currentMemoryKiB: bigint | null;
   hotplugMemoryKiB: bigint | null;
   /** <cputune><vcpupin vcpu=N cpuset=...>, by vCPU id. */
-  vcpuPins: Map<number, number[]>;
+  vcpuPins: ReadonlyMap<number, readonly number[]>;
   /** <vcpu cpuset=...>: the default for vCPUs without their own <vcpupin>; null if absent. */
-  defaultCpuset: number[] | null;
+  defaultCpuset: readonly number[] | null;
   /** <vcpu placement='auto'>: numad chooses the CPUs at start, so the XML cannot tell. */
   placementAuto: boolean;
   disks: XmlDisk[];
@@ -117,12 +117,12 @@ export function parseDomainXml(xml: string): DomainXmlFacts {
     osType: sharedWord(libosinfoId(domain) ?? text(first(first(domain, 'os'), 'type')) ?? ''),
     curVcpus,
     maxVcpus,
-    onlineVcpus: onlineVcpus(domain, curVcpus),
+    onlineVcpus: sharedNumberList(onlineVcpus(domain, curVcpus)),
     memoryKiB: toKiB(text(memory) ?? '', attr(memory, 'unit')),
     currentMemoryKiB: currentMemory ? toKiB(text(currentMemory) ?? '', attr(currentMemory, 'unit')) : null,
     hotplugMemoryKiB: maxMemory ? toKiB(text(maxMemory) ?? '', attr(maxMemory, 'unit')) : null,
     vcpuPins: vcpuPins(domain),
-    defaultCpuset: cpusetText !== undefined ? parseCpuset(cpusetText) : null,
+    defaultCpuset: cpusetText !== undefined ? sharedNumberList(parseCpuset(cpusetText)) : null,
     placementAuto: attr(vcpu, 'placement') === 'auto',
     disks: children(first(domain, 'devices'), 'disk').map(parseDisk),
     nics: children(first(domain, 'devices'), 'interface').map(parseInterface),
@@ -169,15 +169,18 @@ function onlineVcpus(domain: XmlNode, curVcpus: number): number[] {
   return Array.from({ length: curVcpus }, (_, i) => i);
 }
 
-function vcpuPins(domain: XmlNode): Map<number, number[]> {
-  const pins = new Map<number, number[]>();
+/** Shared by every domain without <vcpupin> (most of them): a Map costs ~200 bytes even when empty. */
+const NO_PINS: ReadonlyMap<number, readonly number[]> = new Map();
+
+function vcpuPins(domain: XmlNode): ReadonlyMap<number, readonly number[]> {
+  const pins = new Map<number, readonly number[]>();
   for (const pin of children(first(domain, 'cputune'), 'vcpupin')) {
     const id = attr(pin, 'vcpu');
     const cpuset = attr(pin, 'cpuset');
     if (id === undefined || cpuset === undefined) continue;
-    pins.set(parseCount(id, '<vcpupin vcpu>'), parseCpuset(cpuset));
+    pins.set(parseCount(id, '<vcpupin vcpu>'), sharedNumberList(parseCpuset(cpuset)));
   }
-  return pins;
+  return pins.size > 0 ? pins : NO_PINS;
 }
 
 function parseDisk(disk: XmlNode): XmlDisk {

@@ -21,14 +21,14 @@ export class Interner<T> {
 }
 
 const words = new Interner<string>(1024);
-const cpuSets = new Interner<readonly number[]>(1024);
+const numberLists = new Interner<readonly number[]>(1024);
 
 /** The shared copy of a short enumerated word (e.g. "virtio", "qcow2"). */
 export function sharedWord(word: string): string {
   return words.get(word, () => word);
 }
 
-/** The shared copy of a sorted list of host CPU numbers; the copy is frozen, as others hold it too. */
-export function sharedCpuSet(cpus: readonly number[]): readonly number[] {
-  return cpuSets.get(cpus.join(','), () => Object.freeze(cpus.slice()));
+/** The shared copy of a list of numbers (host CPUs of a pinning, online vCPU ids); frozen, as others hold it too. */
+export function sharedNumberList(numbers: readonly number[]): readonly number[] {
+  return numberLists.get(numbers.join(','), () => Object.freeze(numbers.slice()));
 }

@@ -31,7 +31,7 @@ import type { DomainPtr } from '../libvirt/ffi';
 import { paramBigInt, paramNumber, type TypedParamValue } from '../libvirt/typed-params';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
-import { sharedCpuSet } from './interner';
+import { sharedNumberList } from './interner';
 
 export interface DomainTarget {
   dom: DomainPtr;
@@ -173,7 +173,7 @@ function parsedXml(uuid: string, xml: string, ctx: DomainQueryContext): DomainXm
 
 type VcpuRuntime = Pick<VcpuRecord, 'number' | 'state' | 'cpuTimeNs'>;
 
-const shareable = (cpus: readonly number[] | null): readonly number[] | null => (cpus === null ? null : sharedCpuSet(cpus));
+const shareable = (cpus: readonly number[] | null): readonly number[] | null => (cpus === null ? null : sharedNumberList(cpus));
 type Minor = <R>(what: string, call: () => Promise<R>) => Promise<R | null>;
 
 async function diskRecord(

@@ -1,4 +1,4 @@
-import { Interner, sharedCpuSet } from '../../src/collectors/interner';
+import { Interner, sharedNumberList } from '../../src/collectors/interner';
 
 describe('Interner', () => {
   test('equal keys give the one value first made; make runs once per key', () => {
@@ -21,11 +21,11 @@ describe('Interner', () => {
 
   test('CPU sets: one frozen copy per distinct list, unaffected by the caller changing its array', () => {
     const mine = [0, 1, 2, 3];
-    const shared = sharedCpuSet(mine);
+    const shared = sharedNumberList(mine);
     mine.push(4);
-    expect(sharedCpuSet([0, 1, 2, 3])).toBe(shared);
+    expect(sharedNumberList([0, 1, 2, 3])).toBe(shared);
     expect(shared).toEqual([0, 1, 2, 3]);
     expect(Object.isFrozen(shared)).toBe(true);
-    expect(sharedCpuSet([0, 1])).not.toBe(shared);
+    expect(sharedNumberList([0, 1])).not.toBe(shared);
   });
 });
