@@ -76,9 +76,21 @@ export function readProcessCpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+/**
+ * The node flags on the CLI's `#!/usr/bin/env -S node ...` line: the agent
+ * runs with them when installed, so the bench runs it with them too.
+ */
+export function shippedNodeFlags(cli = AGENT_CLI): string[] {
+  const firstLine = readFileSync(cli, 'utf8').split('\n', 1)[0];
+  const m = /^#!\/usr\/bin\/env -S node((?: +--[\w-]+(?:=\S+)?)*) *$/.exec(firstLine);
+  if (m === null) throw new Error(`${cli} does not start with "#!/usr/bin/env -S node [--flag...]": ${firstLine}`);
+  return m[1].trim().split(/ +/).filter((f) => f !== '');
+}
+
 export async function startVmAgent(snmpd: SnmpdInstance, opts: VmAgentOptions): Promise<VmAgent> {
   const t0 = Date.now();
   const proc = await spawnManaged(process.execPath, [
+    ...shippedNodeFlags(),
     ...(opts.nodeFlags ?? []),
     AGENT_CLI,
     '--libvirt-uri', opts.libvirtUri,

@@ -1,5 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=20
 // vmm-agentx: AgentX sub-agent serving VM-MIB (RFC 7666) from libvirt.
+//
+// The V8 flags above bound the heap to what the agent keeps, not what one
+// refresh allocates on the way (npm run bench, 10,000 VMs via libvirtd: RSS
+// 310 MB with V8's defaults, 213 MB with these, refresh CPU unchanged). The
+// young generation is 4 MB semi-spaces instead of 16, and the old generation
+// may grow 20% past the live data before a full GC instead of up to 4x.
+// They apply when the agent runs as installed (/usr/bin/vmm-agentx, the
+// systemd unit, the bench), not under `node dist/src/cli.js`.
 // Each libvirt call that may block runs on the libuv pool; give it enough
 // threads that one hung domain cannot starve the file reads of a refresh.
 process.env.UV_THREADPOOL_SIZE ??= '8';

@@ -15,6 +15,16 @@ function cli(args: string[]) {
 beforeAll(() => requireBuiltCli());
 
 describe('vmm-agentx command line', () => {
+  test('runs as installed: an executable whose #! line gives node flags this node accepts', async () => {
+    // The systemd unit and /usr/bin/vmm-agentx start the file itself; `env -S` passes the V8 flags.
+    const r = await runCommand(CLI_JS, ['--libvirt-uri', DEMO_URI, '--dump'], {
+      env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` }, timeoutMs: 30000,
+    });
+    expect(r.stderr).not.toMatch(/bad option|not allowed/);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^\.1\.3\.6\.1\.2\.1\.236\.1\.1\.1\.0 = STRING: "TEST"$/m);
+  });
+
   test('an unknown flag gives one line on stderr and exit code 2', async () => {
     const r = await cli(['--frobnicate']);
     expect(r.exitCode).toBe(2);
