@@ -95,41 +95,44 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
       ? { memoryKiB: balloon, cpuTimeNs: cpuTime ?? 0n }
       : await domainInfo(t.dom);
 
-  // Non-essential calls: a failure leaves the field unknown.
-  const minor = async <R>(what: string, call: () => Promise<R>): Promise<R | null> => {
-    try {
-      return await call();
-    } catch (err) {
-      if (isDomainFatal(err)) throw err;
-      ctx.minorFailure(t.uuid, what, err);
-      return null;
-    }
-  };
+  // Non-essential calls: a failure leaves the field unknown. They are
+  // awaited inline rather than through a wrapper closure: at 10,000 VMs each
+  // wrapper layer costs megabytes of garbage per refresh.
+  const minor = (what: string, err: unknown): null => minorFailed(ctx, t, what, err);
 
   // Pinning as libvirt resolves it: live for a running domain, the
   // configuration otherwise (defaults such as "no pin = every host CPU" are
   // driver-specific, so libvirt is asked rather than the XML interpreted).
   // The XML is the fallback when the call fails.
-  const pins = await minor('vCPU pinning', () => domainVcpuPinning(t.dom, facts.maxVcpus, ctx.hostCpuNumbers));
-  const runtime: VcpuRuntime[] = active
-    ? (vcpusFromStats(t.stats) ??
-      (await minor('vCPU info', () => domainVcpus(t.dom, facts.maxVcpus))) ??
-      facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null })))
-    : facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
+  let pins: number[][] | null = null;
+  try {
+    pins = await domainVcpuPinning(t.dom, facts.maxVcpus, ctx.hostCpuNumbers);
+  } catch (err) {
+    minor('vCPU pinning', err);
+  }
+  let runtime: VcpuRuntime[] | null = active ? vcpusFromStats(t.stats) : null;
+  if (active && runtime === null) {
+    try {
+      runtime = await domainVcpus(t.dom, facts.maxVcpus);
+    } catch (err) {
+      minor('vCPU info', err);
+    }
+  }
+  runtime ??= facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
   // Records are spelled out field by field, not spread: V8 gives every object
   // made by `{ ...x, more }` a hidden class of its own, which at 10,000 VMs
   // costs megabytes of maps and slows every later property access.
-  const vcpus: VcpuRecord[] = runtime.map((v) => ({
+  const vcpus: VcpuRecord[] = runtime.map((v): VcpuRecord => ({
     number: v.number,
     state: v.state,
     cpuTimeNs: v.cpuTimeNs,
     affinity: shareable(pins?.[v.number] ?? (active ? null : xmlAffinity(facts, v.number, ctx.hostCpus))),
   }));
 
-  const job = await queryJob(t, active, ctx);
+  const job = ctx.support.jobStats === 'no' && ctx.support.jobInfo === 'no' ? null : await queryJob(t, active, ctx);
   const blockIndex = bulkBlockIndex(t.stats);
   const disks: DiskRecord[] = [];
-  for (const disk of facts.disks) disks.push(await diskRecord(t, disk, active, blockIndex.get(disk.target), ctx, minor));
+  for (const disk of facts.disks) disks.push(await diskRecord(t, disk, active, blockIndex.get(disk.target), ctx));
 
   return {
     uuid: t.uuid,
@@ -137,11 +140,11 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     id: t.id,
     state,
     reason,
-    autostart: ctx.bulk ? ctx.bulk.autostart.has(t.uuid) : await minor('autostart', () => autostart(t.dom)),
-    persistent: ctx.bulk ? !ctx.bulk.transient.has(t.uuid) : await minor('persistence', () => isPersistent(t.dom)),
+    autostart: ctx.bulk ? ctx.bulk.autostart.has(t.uuid) : await autostart(t.dom).catch((err) => minor('autostart', err)),
+    persistent: ctx.bulk ? !ctx.bulk.transient.has(t.uuid) : await isPersistent(t.dom).catch((err) => minor('persistence', err)),
     managedSave: ctx.bulk
       ? ctx.bulk.managedSave.has(t.uuid)
-      : ((await minor('managed save', () => hasManagedSave(t.dom))) ?? false),
+      : ((await hasManagedSave(t.dom).catch((err) => minor('managed save', err))) ?? false),
     osType: facts.osType,
     curVcpus: facts.curVcpus,
     maxVcpus: facts.maxVcpus,
@@ -173,8 +176,14 @@ function parsedXml(uuid: string, xml: string, ctx: DomainQueryContext): DomainXm
 
 type VcpuRuntime = Pick<VcpuRecord, 'number' | 'state' | 'cpuTimeNs'>;
 
+/** A non-essential call failed: rethrown when the domain or connection is gone, else reported; its field is unknown. */
+function minorFailed(ctx: DomainQueryContext, t: DomainTarget, what: string, err: unknown): null {
+  if (isDomainFatal(err)) throw err;
+  ctx.minorFailure(t.uuid, what, err);
+  return null;
+}
+
 const shareable = (cpus: readonly number[] | null): readonly number[] | null => (cpus === null ? null : sharedNumberList(cpus));
-type Minor = <R>(what: string, call: () => Promise<R>) => Promise<R | null>;
 
 async function diskRecord(
   t: DomainTarget,
@@ -182,7 +191,6 @@ async function diskRecord(
   active: boolean,
   bulkIndex: number | undefined,
   ctx: DomainQueryContext,
-  minor: Minor,
 ): Promise<DiskRecord> {
   const record: DiskRecord = {
     target: disk.target,
@@ -213,11 +221,13 @@ async function diskRecord(
     record.allocation = bulk('allocation');
     record.physical = bulk('physical');
   } else {
-    const info = await minor(`block info of ${disk.target}`, () => blockInfo(t.dom, disk.target));
-    if (info !== null) {
+    try {
+      const info = await blockInfo(t.dom, disk.target);
       record.capacity = info.capacity;
       record.allocation = info.allocation;
       record.physical = info.physical;
+    } catch (err) {
+      minorFailed(ctx, t, `block info of ${disk.target}`, err);
     }
   }
   if (!active) return record;
@@ -231,7 +241,12 @@ async function diskRecord(
     record.wrTotalTimeNs = bulk('wr.times');
     return record;
   }
-  const stats = await minor(`block stats of ${disk.target}`, () => blockStatsAnyApi(t.dom, disk.target, ctx.support));
+  let stats: Map<string, TypedParamValue> | null = null;
+  try {
+    stats = await blockStatsAnyApi(t.dom, disk.target, ctx.support);
+  } catch (err) {
+    minorFailed(ctx, t, `block stats of ${disk.target}`, err);
+  }
   if (stats !== null) {
     record.rdReq = paramBigInt(stats, 'rd_operations');
     record.wrReq = paramBigInt(stats, 'wr_operations');

@@ -15,7 +15,7 @@ import {
   type LibvirtApi,
   type NativePtr,
 } from './ffi';
-import { callAsync, checked, nonNegative, takeString, toBigInt } from './calls';
+import { callAsync, callChecked, checked, nonNegative, takeString, toBigInt } from './calls';
 import { decodeNativeTypedParams, decodeTypedParams, type TypedParamValue } from './typed-params';
 import { endianness } from 'node:os';
 
@@ -24,22 +24,24 @@ const api = (): LibvirtApi => libvirt().api;
 
 // --------------------------------------------------- domain driver queries
 
-export async function domainState(dom: DomainPtr): Promise<{ state: number; reason: number }> {
+export function domainState(dom: DomainPtr): Promise<{ state: number; reason: number }> {
   const state: [number] = [0];
   const reason: [number] = [0];
-  await checked('virDomainGetState', () => callAsync(api().virDomainGetState, dom, state, reason, 0), nonNegative);
-  return { state: state[0], reason: reason[0] };
+  return callChecked(api().virDomainGetState, [dom, state, reason, 0], nonNegative, 'virDomainGetState', null,
+    () => ({ state: state[0], reason: reason[0] }));
 }
 
-export async function domainInfo(dom: DomainPtr): Promise<{ memoryKiB: bigint; cpuTimeNs: bigint }> {
+export function domainInfo(dom: DomainPtr): Promise<{ memoryKiB: bigint; cpuTimeNs: bigint }> {
   const info: Partial<DomainInfoStruct> = {};
-  await checked('virDomainGetInfo', () => callAsync(api().virDomainGetInfo, dom, info), nonNegative);
-  return { memoryKiB: toBigInt(info.memory ?? 0), cpuTimeNs: toBigInt(info.cpuTime ?? 0) };
+  return callChecked(api().virDomainGetInfo, [dom, info], nonNegative, 'virDomainGetInfo', null,
+    () => ({ memoryKiB: toBigInt(info.memory ?? 0), cpuTimeNs: toBigInt(info.cpuTime ?? 0) }));
 }
 
-export async function domainXml(dom: DomainPtr): Promise<string> {
-  const p = await checked('virDomainGetXMLDesc', () => callAsync(api().virDomainGetXMLDesc, dom, 0), (x) => x !== null);
-  return takeString(p) ?? '';
+const notNull = (p: NativePtr | null): boolean => p !== null;
+const xmlText = (p: NativePtr | null): string => takeString(p) ?? '';
+
+export function domainXml(dom: DomainPtr): Promise<string> {
+  return callChecked(api().virDomainGetXMLDesc, [dom, 0], notNull, 'virDomainGetXMLDesc', null, xmlText);
 }
 
 export interface VcpuInfo {
@@ -48,13 +50,13 @@ export interface VcpuInfo {
   cpuTimeNs: bigint;
 }
 
-export async function domainVcpus(dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> {
+export function domainVcpus(dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> {
   const buf = Buffer.alloc(VCPU_INFO_SIZE * Math.max(maxVcpus, 1));
-  const n = await checked(
-    'virDomainGetVcpus',
-    () => callAsync(api().virDomainGetVcpus, dom, buf, Math.max(maxVcpus, 1), null, 0),
-    nonNegative,
-  );
+  return callChecked(api().virDomainGetVcpus, [dom, buf, Math.max(maxVcpus, 1), null, 0], nonNegative, 'virDomainGetVcpus', null,
+    (n) => decodeVcpus(buf, n));
+}
+
+function decodeVcpus(buf: Buffer, n: number): VcpuInfo[] {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const vcpus: VcpuInfo[] = [];
   for (let i = 0; i < n; i++) {
@@ -69,18 +71,15 @@ export async function domainVcpus(dom: DomainPtr, maxVcpus: number): Promise<Vcp
 }
 
 /** Host CPUs each vCPU may run on (virDomainGetVcpuPinInfo, live state for running domains). */
-export async function domainVcpuPinning(dom: DomainPtr, maxVcpus: number, hostCpus: number): Promise<number[][]> {
+export function domainVcpuPinning(dom: DomainPtr, maxVcpus: number, hostCpus: number): Promise<number[][]> {
   const maplen = Math.max(1, Math.ceil(hostCpus / 8));
   const ncpumaps = Math.max(maxVcpus, 1);
   const maps = Buffer.alloc(maplen * ncpumaps);
-  const n = await checked(
-    'virDomainGetVcpuPinInfo',
-    () => callAsync(api().virDomainGetVcpuPinInfo, dom, ncpumaps, maps, maplen, 0),
-    nonNegative,
-  );
-  const result: number[][] = [];
-  for (let v = 0; v < n; v++) result.push(cpusInMap(maps, v * maplen, maplen, hostCpus));
-  return result;
+  return callChecked(api().virDomainGetVcpuPinInfo, [dom, ncpumaps, maps, maplen, 0], nonNegative, 'virDomainGetVcpuPinInfo', null, (n) => {
+    const result: number[][] = [];
+    for (let v = 0; v < n; v++) result.push(cpusInMap(maps, v * maplen, maplen, hostCpus));
+    return result;
+  });
 }
 
 /** CPU numbers whose bit is set in a libvirt cpumap (bit i of byte i/8, least significant first). */
@@ -92,43 +91,44 @@ export function cpusInMap(map: Uint8Array, offset: number, maplen: number, hostC
   return cpus;
 }
 
-export async function blockInfo(
+export function blockInfo(
   dom: DomainPtr,
   target: string,
 ): Promise<{ capacity: bigint; allocation: bigint; physical: bigint }> {
   const info: Partial<BlockInfoStruct> = {};
-  await checked(`virDomainGetBlockInfo(${target})`, () => callAsync(api().virDomainGetBlockInfo, dom, target, info, 0), nonNegative);
-  return {
+  return callChecked(api().virDomainGetBlockInfo, [dom, target, info, 0], nonNegative, 'virDomainGetBlockInfo', target, () => ({
     capacity: toBigInt(info.capacity ?? 0),
     allocation: toBigInt(info.allocation ?? 0),
     physical: toBigInt(info.physical ?? 0),
-  };
+  }));
 }
 
 /** Enough slots for every field libvirt 9 defines for block stats (it fills at most this many). */
 const BLOCK_STATS_SLOTS = 16;
 
-export async function blockStats(dom: DomainPtr, target: string): Promise<Map<string, TypedParamValue>> {
+export function blockStats(dom: DomainPtr, target: string): Promise<Map<string, TypedParamValue>> {
   const buf = Buffer.alloc(TYPED_PARAM_SIZE * BLOCK_STATS_SLOTS);
   const nparams: [number] = [BLOCK_STATS_SLOTS];
-  await checked(
-    `virDomainBlockStatsFlags(${target})`,
-    () => callAsync(api().virDomainBlockStatsFlags, dom, target, buf, nparams, 0),
-    nonNegative,
-  );
-  const params = decodeTypedParams(buf, nparams[0]);
-  api().virTypedParamsClear(buf, nparams[0]);
-  return params;
+  return callChecked(api().virDomainBlockStatsFlags, [dom, target, buf, nparams, 0], nonNegative, 'virDomainBlockStatsFlags', target, () => {
+    try {
+      return decodeTypedParams(buf, nparams[0]);
+    } finally {
+      api().virTypedParamsClear(buf, nparams[0]);
+    }
+  });
 }
 
 /**
  * virDomainBlockStats, for drivers without virDomainBlockStatsFlags. Returns
  * the same field names as the typed-parameter API; it has no latency totals.
  */
-export async function legacyBlockStats(dom: DomainPtr, target: string): Promise<Map<string, TypedParamValue>> {
+export function legacyBlockStats(dom: DomainPtr, target: string): Promise<Map<string, TypedParamValue>> {
   const s: Partial<LegacyBlockStatsStruct> = {};
   const size = libvirt().protos.legacyBlockStatsStruct.size;
-  await checked(`virDomainBlockStats(${target})`, () => callAsync(api().virDomainBlockStats, dom, target, s, size), nonNegative);
+  return callChecked(api().virDomainBlockStats, [dom, target, s, size], nonNegative, 'virDomainBlockStats', target, () => legacyParams(s));
+}
+
+function legacyParams(s: Partial<LegacyBlockStatsStruct>): Map<string, TypedParamValue> {
   const params = new Map<string, TypedParamValue>();
   // -1 means "this driver does not know" in the legacy struct.
   const put = (name: string, v: number | bigint | undefined): void => {
@@ -150,25 +150,29 @@ export interface JobState {
 }
 
 /** The current job (virDomainGetJobStats), which also names the operation. */
-export async function jobStats(dom: DomainPtr): Promise<JobState> {
+export function jobStats(dom: DomainPtr): Promise<JobState> {
   const type: [number] = [0];
   const params: [NativePtr | null] = [null];
   const nparams: [number] = [0];
-  await checked('virDomainGetJobStats', () => callAsync(api().virDomainGetJobStats, dom, type, params, nparams, 0), nonNegative);
-  let operation: number | null = null;
-  if (params[0] !== null) {
-    const op = decodeNativeTypedParams(params[0], nparams[0]).get('operation');
-    if (typeof op === 'number') operation = op;
-    api().virTypedParamsFree(params[0], nparams[0]);
-  }
-  return { type: type[0], operation };
+  return callChecked(api().virDomainGetJobStats, [dom, type, params, nparams, 0], nonNegative, 'virDomainGetJobStats', null, () => {
+    let operation: number | null = null;
+    if (params[0] !== null) {
+      try {
+        const op = decodeNativeTypedParams(params[0], nparams[0]).get('operation');
+        if (typeof op === 'number') operation = op;
+      } finally {
+        api().virTypedParamsFree(params[0], nparams[0]);
+      }
+    }
+    return { type: type[0], operation };
+  });
 }
 
 /** The current job's type (virDomainGetJobInfo), for drivers without virDomainGetJobStats. */
-export async function jobInfo(dom: DomainPtr): Promise<JobState> {
+export function jobInfo(dom: DomainPtr): Promise<JobState> {
   const info: Partial<JobInfoStruct> = {};
-  await checked('virDomainGetJobInfo', () => callAsync(api().virDomainGetJobInfo, dom, info), nonNegative);
-  return { type: info.type ?? 0, operation: null };
+  return callChecked(api().virDomainGetJobInfo, [dom, info], nonNegative, 'virDomainGetJobInfo', null,
+    () => ({ type: info.type ?? 0, operation: null }));
 }
 
 export async function autostart(dom: DomainPtr): Promise<boolean> {

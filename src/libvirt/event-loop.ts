@@ -18,7 +18,6 @@
 // opened (platform-notes §6.2); ensureRegistered() does that and is idempotent.
 
 import koffi from 'koffi';
-import { callAsync } from './calls';
 import { libvirt, type NativePtr } from './ffi';
 import { installErrorHandler } from './errors';
 
@@ -79,26 +78,45 @@ class DefaultEventLoop {
     this.running = this.run();
   }
 
-  private async run(): Promise<void> {
+  /**
+   * Iterates until stopped. Each iteration is re-queued from the callback of
+   * the last one, with no Promise per iteration: a 10,000-VM refresh wakes
+   * the loop ~60,000 times (measured), one per RPC reply.
+   */
+  private run(): Promise<void> {
     const { api } = libvirt();
     this.iterating = true;
-    try {
-      while (!this.stopRequested) {
-        // -1 only when no event implementation is registered: nothing to loop on.
-        if ((await callAsync(api.virEventRunDefaultImpl)) < 0) break;
+    return new Promise<void>((finished) => {
+      const finish = (): void => {
+        this.iterating = false;
         const waiters = this.iterationWaiters;
         this.iterationWaiters = [];
-        if (waiters.length > 0 && !this.stopRequested) api.virEventUpdateTimeout(this.timer, PERIOD_MS);
         for (const resolve of waiters) resolve();
-      }
-    } catch {
-      // koffi could not queue the call (its async queue is full): events stop,
-      // collection still works.
-    } finally {
-      this.iterating = false;
-      for (const resolve of this.iterationWaiters) resolve();
-      this.iterationWaiters = [];
-    }
+        finished();
+      };
+      const iterate = (): void => {
+        if (this.stopRequested) return finish();
+        try {
+          api.virEventRunDefaultImpl.async(afterIteration);
+        } catch {
+          // koffi could not queue the call (its async queue is full): events
+          // stop, collection still works.
+          finish();
+        }
+      };
+      const afterIteration = (err: unknown, rc: number): void => {
+        // rc -1 only when no event implementation is registered: nothing to loop on.
+        if (err || rc < 0) return finish();
+        if (this.iterationWaiters.length > 0) {
+          const waiters = this.iterationWaiters;
+          this.iterationWaiters = [];
+          if (!this.stopRequested) api.virEventUpdateTimeout(this.timer, PERIOD_MS);
+          for (const resolve of waiters) resolve();
+        }
+        iterate();
+      };
+      iterate();
+    });
   }
 
   private wake(): void {
