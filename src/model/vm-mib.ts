@@ -195,8 +195,14 @@ function vmCpuAffinityTable(rows: readonly VmRow[], host: HostInfo): Table<Index
   return { entry: O.vmCpuAffinityEntry, rows: visitRows, columns: [[O.VmCpuAffinityColumn.Affinity, ({ affinity }) => integer(affinity)]] };
 }
 
+/** vCPUs by number; libvirt lists them in order, so the usual case copies and sorts nothing. */
 function sortedVcpus(d: DomainRecord): DomainRecord['vcpus'] {
-  return d.vcpus.slice().sort((a, b) => a.number - b.number);
+  return inOrder(d.vcpus, (v) => v.number) ? d.vcpus : d.vcpus.slice().sort((a, b) => a.number - b.number);
+}
+
+function inOrder<T>(items: readonly T[], key: (item: T) => number): boolean {
+  for (let i = 1; i < items.length; i++) if (key(items[i - 1]) > key(items[i])) return false;
+  return true;
 }
 
 interface StorageRow extends IndexedRow {
