@@ -5,7 +5,7 @@
 
 import { XMLParser } from 'fast-xml-parser';
 import type { DiskRecord, NicRecord } from '../snapshot';
-import { sharedNumberList, sharedWord } from './interner';
+import { sharedNumberList, sharedPins, sharedWord } from './interner';
 
 /** The XML-derived part of a disk; runtime sizes and counters come from libvirt calls. */
 export type XmlDisk = Pick<DiskRecord, 'target' | 'sourceKind' | 'device' | 'format' | 'source' | 'readonly' | 'bus'>;
@@ -24,8 +24,8 @@ export interface DomainXmlFacts {
   memoryKiB: bigint;
   currentMemoryKiB: bigint | null;
   hotplugMemoryKiB: bigint | null;
-  /** <cputune><vcpupin vcpu=N cpuset=...>, by vCPU id. */
-  vcpuPins: ReadonlyMap<number, readonly number[]>;
+  /** <cputune><vcpupin vcpu=N cpuset=...>: element N is vCPU N's host CPUs, null where it has no <vcpupin>. */
+  vcpuPins: readonly (readonly number[] | null)[];
   /** <vcpu cpuset=...>: the default for vCPUs without their own <vcpupin>; null if absent. */
   defaultCpuset: readonly number[] | null;
   /** <vcpu placement='auto'>: numad chooses the CPUs at start, so the XML cannot tell. */
@@ -121,7 +121,7 @@ export function parseDomainXml(xml: string): DomainXmlFacts {
     memoryKiB: toKiB(text(memory) ?? '', attr(memory, 'unit')),
     currentMemoryKiB: currentMemory ? toKiB(text(currentMemory) ?? '', attr(currentMemory, 'unit')) : null,
     hotplugMemoryKiB: maxMemory ? toKiB(text(maxMemory) ?? '', attr(maxMemory, 'unit')) : null,
-    vcpuPins: vcpuPins(domain),
+    vcpuPins: vcpuPins(domain, maxVcpus),
     defaultCpuset: cpusetText !== undefined ? sharedNumberList(parseCpuset(cpusetText)) : null,
     placementAuto: attr(vcpu, 'placement') === 'auto',
     disks: children(first(domain, 'devices'), 'disk').map(parseDisk),
@@ -134,7 +134,7 @@ export function parseDomainXml(xml: string): DomainXmlFacts {
  * else every host CPU; null when numad places the domain (unknown until it runs).
  */
 export function xmlAffinity(facts: DomainXmlFacts, id: number, hostCpus: number): number[] | null {
-  const pinned = facts.vcpuPins.get(id) ?? facts.defaultCpuset;
+  const pinned = facts.vcpuPins[id] ?? facts.defaultCpuset;
   if (pinned !== null) return pinned.filter((cpu) => cpu < hostCpus);
   if (facts.placementAuto) return null;
   return Array.from({ length: hostCpus }, (_, cpu) => cpu);
@@ -169,18 +169,20 @@ function onlineVcpus(domain: XmlNode, curVcpus: number): number[] {
   return Array.from({ length: curVcpus }, (_, i) => i);
 }
 
-/** Shared by every domain without <vcpupin> (most of them): a Map costs ~200 bytes even when empty. */
-const NO_PINS: ReadonlyMap<number, readonly number[]> = new Map();
-
-function vcpuPins(domain: XmlNode): ReadonlyMap<number, readonly number[]> {
-  const pins = new Map<number, readonly number[]>();
+/** Pins as a list by vCPU id rather than a Map (~280 bytes each even when small), shared between domains pinned alike. */
+function vcpuPins(domain: XmlNode, maxVcpus: number): readonly (readonly number[] | null)[] {
+  const pins: (readonly number[] | null)[] = [];
   for (const pin of children(first(domain, 'cputune'), 'vcpupin')) {
     const id = attr(pin, 'vcpu');
     const cpuset = attr(pin, 'cpuset');
     if (id === undefined || cpuset === undefined) continue;
-    pins.set(parseCount(id, '<vcpupin vcpu>'), sharedNumberList(parseCpuset(cpuset)));
+    const vcpu = parseCount(id, '<vcpupin vcpu>');
+    // No such vCPU (libvirt refuses such a definition); it must not size the list.
+    if (vcpu >= maxVcpus) continue;
+    while (pins.length <= vcpu) pins.push(null);
+    pins[vcpu] = sharedNumberList(parseCpuset(cpuset));
   }
-  return pins.size > 0 ? pins : NO_PINS;
+  return sharedPins(pins);
 }
 
 function parseDisk(disk: XmlNode): XmlDisk {

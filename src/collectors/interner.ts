@@ -22,6 +22,7 @@ export class Interner<T> {
 
 const words = new Interner<string>(1024);
 const numberLists = new Interner<readonly number[]>(1024);
+const pinLists = new Interner<readonly (readonly number[] | null)[]>(1024);
 
 /** The shared copy of a short enumerated word (e.g. "virtio", "qcow2"). */
 export function sharedWord(word: string): string {
@@ -31,4 +32,9 @@ export function sharedWord(word: string): string {
 /** The shared copy of a list of numbers (host CPUs of a pinning, online vCPU ids); frozen, as others hold it too. */
 export function sharedNumberList(numbers: readonly number[]): readonly number[] {
   return numberLists.get(numbers.join(','), () => Object.freeze(numbers.slice()));
+}
+
+/** The shared copy of a per-vCPU pin list (elements already shared number lists, or null); frozen. */
+export function sharedPins(pins: readonly (readonly number[] | null)[]): readonly (readonly number[] | null)[] {
+  return pinLists.get(pins.map((p) => (p === null ? '-' : p.join(','))).join(';'), () => Object.freeze(pins.slice()));
 }

@@ -45,8 +45,37 @@ export interface DeviceKeys {
 export interface VmIndexes {
   readonly vmIndex: number;
   readonly runningSince: number | null;
-  readonly disks: ReadonlyMap<string, number>;
-  readonly nics: ReadonlyMap<string, number>;
+  readonly disks: DeviceIndexes;
+  readonly nics: DeviceIndexes;
+}
+
+/**
+ * One VM's device key → index pairs. Two arrays rather than a Map: a VM has
+ * a few devices, and a Map costs ~280 bytes even for two entries (20,000
+ * of them at 10,000 VMs, in a heap snapshot).
+ */
+export class DeviceIndexes implements Iterable<[string, number]> {
+  constructor(
+    private readonly keys: readonly string[],
+    private readonly indexes: readonly number[],
+  ) {}
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  get(key: string): number | undefined {
+    const at = this.keys.indexOf(key);
+    return at < 0 ? undefined : this.indexes[at];
+  }
+
+  has(key: string): boolean {
+    return this.keys.includes(key);
+  }
+
+  *[Symbol.iterator](): Iterator<[string, number]> {
+    for (let i = 0; i < this.keys.length; i++) yield [this.keys[i], this.indexes[i]];
+  }
 }
 
 const FILE_NAME = 'vm-indexes.json';
@@ -154,25 +183,27 @@ export class VmIndexStore {
     }
   }
 
-  private subIndexes(known: Record<string, number>, keys: readonly string[]): Map<string, number> {
-    const out = new Map<string, number>();
+  private subIndexes(known: Record<string, number>, keys: readonly string[]): DeviceIndexes {
+    const unique = [...new Set(keys)];
+    const indexes: number[] = [];
     let highest = 0;
     for (const v of Object.values(known)) if (v > highest) highest = v;
-    for (const key of keys) {
+    for (const key of unique) {
       let idx = known[key];
       if (idx === undefined) {
         idx = ++highest;
         known[key] = idx;
         this.dirty = true;
       }
-      out.set(key, idx);
+      indexes.push(idx);
     }
-    return out;
+    return new DeviceIndexes(unique, indexes);
   }
+
 }
 
 /** True when `issued` maps exactly `keys` (a device's index never changes once given, so the values still hold). */
-function hasExactly(issued: ReadonlyMap<string, number>, keys: readonly string[]): boolean {
+function hasExactly(issued: DeviceIndexes, keys: readonly string[]): boolean {
   if (issued.size !== keys.length) return false;
   for (const key of keys) if (!issued.has(key)) return false;
   return true;

@@ -80,13 +80,7 @@ describe('parseDomainXml: running qemu domain (qemu-running.xml)', () => {
     expect(facts.maxVcpus).toBe(8);
     expect(facts.curVcpus).toBe(3);
     expect(facts.onlineVcpus).toEqual([0, 1, 4]);
-    expect(facts.vcpuPins).toEqual(
-      new Map([
-        [0, [2]],
-        [1, [3]],
-        [4, [4, 5, 7]],
-      ]),
-    );
+    expect(facts.vcpuPins).toEqual([[2], [3], null, null, [4, 5, 7]]);
     expect(facts.defaultCpuset).toBeNull();
     expect(facts.placementAuto).toBe(false);
     expect(xmlAffinity(facts, 4, 8)).toEqual([4, 5, 7]);
@@ -260,5 +254,20 @@ describe('parsed facts and the XML text', () => {
     expect(kept[199].disks[0].source).toBe('/var/lib/libvirt/images/vm-199.qcow2');
     // Retained texts would be 200 x 100 kB = 20 MB.
     expect(grown).toBeLessThan(2_000_000);
+  });
+});
+
+describe('vCPU pin lists', () => {
+  const pinned = (pins: string): DomainXmlFacts =>
+    parseDomainXml(`<domain type='kvm'><name>p</name><uuid>6a3c1a9e-0000-4000-8000-000000000001</uuid>
+      <memory>1024</memory><vcpu>2</vcpu><cputune>${pins}</cputune></domain>`);
+
+  test('domains pinned alike share one frozen list; a pin of a vCPU the domain lacks is ignored', () => {
+    const a = pinned("<vcpupin vcpu='0' cpuset='0-1'/><vcpupin vcpu='1' cpuset='2'/>");
+    const b = pinned("<vcpupin vcpu='1' cpuset='2'/><vcpupin vcpu='0' cpuset='0,1'/>");
+    expect(a.vcpuPins).toEqual([[0, 1], [2]]);
+    expect(b.vcpuPins).toBe(a.vcpuPins);
+    expect(Object.isFrozen(a.vcpuPins)).toBe(true);
+    expect(pinned("<vcpupin vcpu='1' cpuset='3'/><vcpupin vcpu='100000' cpuset='1'/>").vcpuPins).toEqual([null, [3]]);
   });
 });
