@@ -12,6 +12,7 @@ import { buildVmMibView, hvUpTimeTicks, imageFile, ModelState, nicKey, VmRow, vm
 import * as O from './model/vm-mib-oids';
 import { operState } from './model/vm-state';
 import { Notification, notificationsFor, VmStateRecord } from './notifications';
+import { releaseFreedNativeMemory } from './native-memory';
 import type { DomainRecord, HypervisorInfo, Snapshot } from './snapshot';
 import { VmIndexStore } from './state/index-store';
 
@@ -206,6 +207,8 @@ export class VmmAgent {
       this.states = states;
     }
     await this.deps.store.save();
+    // Not awaited: it runs on the pool while the agent goes back to answering.
+    void releaseFreedNativeMemory();
     const cpu = process.cpuUsage(cpuBefore);
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +
       `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})`);
