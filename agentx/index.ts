@@ -6,6 +6,7 @@ export type { RawHeader } from './codec';
 export { PduFramer, FramingError } from './framer';
 export type { RequestHandler, RequestContext, SetResult, WritableObject } from './handler';
 export { MibView, MibViewBuilder } from './view';
+export { MibTableBuilder } from './table-builder';
 export { Responder } from './responder';
 export type { ResponderOptions } from './responder';
 export {

@@ -11,6 +11,7 @@ import type { Oid, Value, VarBind } from './pdu';
 import { compareOids, formatOid, isPrefixOf } from './oid';
 import { OidCursor, PackedOids, PackedOidsWriter } from './packed-oids';
 import { PackedValues } from './packed-values';
+import { MibTableBuilder } from './table-builder';
 
 /** RFC 2741 §5.1: n_subid is 0..128. */
 const MAX_OID_LENGTH = 128;
@@ -123,6 +124,11 @@ export class MibViewBuilder {
     checkOid(oid, 'object');
     this.declared.push(oid.slice());
     return this;
+  }
+
+  /** A builder that adds the table under `entry` row by row (see table-builder.ts); call its end() before build(). */
+  table(entry: Oid, arcs: readonly number[]): MibTableBuilder {
+    return new MibTableBuilder(this, entry, arcs);
   }
 
   /** Adds one instance. Throws on an invalid OID, an exception value, or a duplicate of the previous OID. */

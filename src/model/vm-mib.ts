@@ -28,21 +28,15 @@ export interface VmRow {
 }
 
 /**
- * A table, added to the builder column by column (instances must arrive in
- * OID order). Each row's facts are worked out once; a column turns them into
- * its cell only when the cell is added, so the hundreds of thousands of
- * Values of a large view die young instead of all living until their table
- * is complete. A cell of undefined is an absent instance.
+ * A table: its rows are visited once, in index order, and each row's facts
+ * are worked out once; every column turns them into its cell as the row is
+ * added (agentx/table-builder.ts packs the cells), so no row outlives its
+ * visit. A cell of undefined is an absent instance.
  */
 interface Table<R extends IndexedRow> {
   entry: Oid;
-  /**
-   * The rows, or a function that visits them in order: for a table with
-   * far more rows than facts (vmCpuAffinityTable: VMs x vCPUs x host CPUs,
-   * 320,000 at 10,000 VMs) rows are produced one at a time into one reused
-   * object rather than all built first.
-   */
-  rows: readonly R[] | ((visit: (row: R) => void) => void);
+  /** Visits the rows in index order; a visitor may reuse one row object. */
+  rows: (visit: (row: R) => void) => void;
   columns: readonly (readonly [arc: number, cell: (row: R) => Value | undefined])[];
 }
 
@@ -94,23 +88,21 @@ export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state
 }
 
 function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>): void {
-  for (const [arc, cell] of t.columns) {
-    const column = [...t.entry, arc];
-    b.declareObject(column);
-    // One scratch OID per column: the builder copies what it is given.
-    const oid = column.slice();
-    const base = column.length;
-    const add = (row: R): void => {
-      const value = cell(row);
-      if (value === undefined) return;
-      const index = row.index;
-      for (let k = 0; k < index.length; k++) oid[base + k] = index[k];
-      oid.length = base + index.length;
-      b.add(oid, value);
-    };
-    if (typeof t.rows === 'function') t.rows(add);
-    else for (const row of t.rows) add(row);
-  }
+  const table = b.table(t.entry, t.columns.map(([arc]) => arc));
+  // One scratch array of cells: the table builder packs them at once.
+  const cells: (Value | undefined)[] = new Array(t.columns.length);
+  t.rows((row) => {
+    for (let k = 0; k < t.columns.length; k++) cells[k] = t.columns[k][1](row);
+    table.row(row.index, cells);
+  });
+  table.end();
+}
+
+/** A visitor over a list, for tables with one row per item. */
+function eachOf<T, R>(items: readonly T[], toRow: (item: T) => R): (visit: (row: R) => void) => void {
+  return (visit) => {
+    for (const item of items) visit(toRow(item));
+  };
 }
 
 interface VmTableRow extends IndexedRow {
@@ -124,7 +116,7 @@ function vmTable(rows: readonly VmRow[], state: ModelState): Table<VmTableRow> {
   const C = O.VmColumn;
   return {
     entry: O.vmEntry,
-    rows: rows.map(({ domain: d, indexes }) => {
+    rows: eachOf(rows, ({ domain: d, indexes }) => {
       const maxBytes = (d.hotplugMemoryKiB ?? d.maxMemoryKiB) * 1024n;
       const mem = scaleToInteger32([d.memoryKiB * 1024n, maxBytes], 1024n);
       return { index: [indexes.vmIndex], d, admin: adminState(d), upSince: indexes.runningSince, mem };
@@ -156,17 +148,18 @@ function vmTable(rows: readonly VmRow[], state: ModelState): Table<VmTableRow> {
 }
 
 function vmCpuTable(rows: readonly VmRow[]): Table<IndexedRow & { timeNs: bigint | null }> {
-  const out: (IndexedRow & { timeNs: bigint | null })[] = [];
-  for (const { domain: d, indexes } of rows) {
-    for (const v of sortedVcpus(d)) {
-      // An inactive VM's vCPUs have used no time since it stopped; a running
-      // one whose time libvirt did not report gets no value rather than a false 0.
-      out.push({ index: [indexes.vmIndex, v.number + 1], timeNs: d.id < 0 ? 0n : v.cpuTimeNs });
+  const visitRows = (visit: (row: IndexedRow & { timeNs: bigint | null }) => void): void => {
+    for (const { domain: d, indexes } of rows) {
+      for (const v of sortedVcpus(d)) {
+        // An inactive VM's vCPUs have used no time since it stopped; a running
+        // one whose time libvirt did not report gets no value rather than a false 0.
+        visit({ index: [indexes.vmIndex, v.number + 1], timeNs: d.id < 0 ? 0n : v.cpuTimeNs });
+      }
     }
-  }
+  };
   return {
     entry: O.vmCpuEntry,
-    rows: out,
+    rows: visitRows,
     columns: [[O.VmCpuColumn.CoreTime, ({ timeNs }) => (timeNs === null ? undefined : counter64(timeNs / NS_PER_US))]],
   };
 }
@@ -200,6 +193,16 @@ function sortedVcpus(d: DomainRecord): DomainRecord['vcpus'] {
   return inOrder(d.vcpus, (v) => v.number) ? d.vcpus : d.vcpus.slice().sort((a, b) => a.number - b.number);
 }
 
+/** A VM's devices that have an index, by index (libvirt's order is usually index order already). */
+function byDeviceIndex<T>(items: readonly T[], indexOf: (item: T, position: number) => number | undefined): { item: T; index: number }[] {
+  const out: { item: T; index: number }[] = [];
+  for (let pos = 0; pos < items.length; pos++) {
+    const index = indexOf(items[pos], pos);
+    if (index !== undefined) out.push({ item: items[pos], index });
+  }
+  return inOrder(out, (x) => x.index) ? out : out.sort((a, b) => a.index - b.index);
+}
+
 function inOrder<T>(items: readonly T[], key: (item: T) => number): boolean {
   for (let i = 1; i < items.length; i++) if (key(items[i - 1]) > key(items[i])) return false;
   return true;
@@ -214,18 +217,17 @@ interface StorageRow extends IndexedRow {
 
 function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: Map<string, string>): Table<StorageRow> {
   const C = O.VmStorageColumn;
-  const out: StorageRow[] = [];
-  for (const { domain: d, indexes } of rows) {
-    const disks = d.disks
-      .map((disk) => ({ disk, index: indexes.disks.get(disk.target) }))
-      .filter((x): x is { disk: DiskRecord; index: number } => x.index !== undefined)
-      .sort((a, b) => a.index - b.index);
-    for (const { disk, index } of disks) out.push(storageRow([indexes.vmIndex, index], disk, host, imagePaths));
-  }
+  const visitRows = (visit: (row: StorageRow) => void): void => {
+    for (const { domain: d, indexes } of rows) {
+      for (const { item: disk, index } of byDeviceIndex(d.disks, (disk) => indexes.disks.get(disk.target))) {
+        visit(storageRow([indexes.vmIndex, index], disk, host, imagePaths));
+      }
+    }
+  };
   const opt = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
   return {
     entry: O.vmStorageEntry,
-    rows: out,
+    rows: visitRows,
     columns: [
       [C.Parent, ({ parent }) => integer(parent)],
       [C.SourceType, ({ sourceType }) => integer(sourceType)],
@@ -306,21 +308,18 @@ interface NetworkRow extends IndexedRow {
 
 function vmNetworkTable(rows: readonly VmRow[], host: HostInfo): Table<NetworkRow> {
   const C = O.VmNetworkColumn;
-  const out: NetworkRow[] = [];
-  for (const { domain: d, indexes } of rows) {
-    const nics = d.nics
-      .map((nic, pos) => ({ nic, index: indexes.nics.get(nicKey(nic, pos)) }))
-      .filter((x): x is { nic: NicRecord; index: number } => x.index !== undefined)
-      .sort((a, b) => a.index - b.index);
-    for (const { nic, index } of nics) {
-      const iface = nic.hostDevice ? host.interfaces.get(nic.hostDevice) : undefined;
-      const parent = iface ? iface.parentIfIndex : nic.source ? host.interfaces.get(nic.source)?.ifIndex ?? 0 : 0;
-      out.push({ index: [indexes.vmIndex, index], ifIndex: iface?.ifIndex ?? 0, parent, model: nic.model ?? '', mac: macBytes(nic.mac) });
+  const visitRows = (visit: (row: NetworkRow) => void): void => {
+    for (const { domain: d, indexes } of rows) {
+      for (const { item: nic, index } of byDeviceIndex(d.nics, (nic, pos) => indexes.nics.get(nicKey(nic, pos)))) {
+        const iface = nic.hostDevice ? host.interfaces.get(nic.hostDevice) : undefined;
+        const parent = iface ? iface.parentIfIndex : nic.source ? host.interfaces.get(nic.source)?.ifIndex ?? 0 : 0;
+        visit({ index: [indexes.vmIndex, index], ifIndex: iface?.ifIndex ?? 0, parent, model: nic.model ?? '', mac: macBytes(nic.mac) });
+      }
     }
-  }
+  };
   return {
     entry: O.vmNetworkEntry,
-    rows: out,
+    rows: visitRows,
     columns: [
       [C.IfIndex, ({ ifIndex }) => integer(ifIndex)],
       [C.Parent, ({ parent }) => integer(parent)],
