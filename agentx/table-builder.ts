@@ -5,8 +5,10 @@
 // object first and then walking them once per column kept all of them alive
 // for the whole table: at 10,000 VMs tens of thousands of row objects per
 // refresh, long-lived enough for V8 to promote them to the old generation.
-// Here each cell is packed as its row is added (typed arrays, no object per
-// cell) and the columns are handed to the view builder in order at end().
+// Here the first column (in OID order) goes to the view builder as each row
+// arrives, the other columns' cells are packed (typed arrays, no object per
+// cell) and handed over in order at end(). A one-column table, such as the
+// 320,000-row vmCpuAffinityTable of 10,000 VMs, is therefore never held.
 import { Oid, Value } from './pdu';
 import { PackedValues } from './packed-values';
 import type { MibViewBuilder } from './view';
@@ -19,7 +21,12 @@ interface ColumnCells {
 }
 
 export class MibTableBuilder {
-  private readonly columns: ColumnCells[];
+  /** Per position in row()'s cells: its column's buffer, or null for the first column, added at once. */
+  private readonly columns: (ColumnCells | null)[];
+  /** entry.firstArc, followed by the index of the row being added. */
+  private readonly firstOid: number[];
+  /** Whether any column is buffered, and so row indexes must be kept. */
+  private readonly buffered: boolean;
   /** Sub-ids of every row index, back to back; row r spans indexStarts[r] .. indexStarts[r + 1]. */
   private indexSubids: number[] = [];
   private indexStarts: number[] = [0];
@@ -31,7 +38,11 @@ export class MibTableBuilder {
     private readonly entry: Oid,
     arcs: readonly number[],
   ) {
-    this.columns = arcs.map((arc) => ({ arc, values: new PackedValues(64, 256), rows: [] }));
+    const first = arcs.length === 0 ? -1 : arcs.indexOf(Math.min(...arcs));
+    this.columns = arcs.map((arc, k) => (k === first ? null : { arc, values: new PackedValues(64, 256), rows: [] }));
+    this.firstOid = first < 0 ? [] : [...entry, arcs[first]];
+    if (first >= 0) view.declareObject(this.firstOid);
+    this.buffered = arcs.length > 1;
   }
 
   /** One row: `cells[k]` is the value of column arcs[k], undefined where the instance does not exist. */
@@ -41,13 +52,23 @@ export class MibTableBuilder {
       throw new Error(`MIB table: a row has ${cells.length} cells for ${this.columns.length} columns`);
     }
     const row = this.indexStarts.length - 1;
-    for (const subid of index) this.indexSubids.push(subid);
-    this.indexStarts.push(this.indexSubids.length);
+    if (this.buffered) {
+      for (const subid of index) this.indexSubids.push(subid);
+      this.indexStarts.push(this.indexSubids.length);
+    }
     for (let k = 0; k < cells.length; k++) {
       const cell = cells[k];
       if (cell === undefined) continue;
-      this.columns[k].values.push(cell);
-      this.columns[k].rows.push(row);
+      const column = this.columns[k];
+      if (column !== null) {
+        column.values.push(cell);
+        column.rows.push(row);
+        continue;
+      }
+      const oid = this.firstOid;
+      oid.length = this.entry.length + 1;
+      for (const subid of index) oid.push(subid);
+      this.view.add(oid, cell);
     }
     return this;
   }
@@ -56,7 +77,7 @@ export class MibTableBuilder {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    const columns = this.columns.slice().sort((a, b) => a.arc - b.arc);
+    const columns = this.columns.filter((c): c is ColumnCells => c !== null).sort((a, b) => a.arc - b.arc);
     for (const column of columns) {
       const oid = [...this.entry, column.arc];
       this.view.declareObject(oid);

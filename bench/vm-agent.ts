@@ -98,8 +98,9 @@ export async function startVmAgent(snmpd: SnmpdInstance, opts: VmAgentOptions): 
     '--state-dir', opts.stateDir,
     '--refresh', String(opts.refreshSeconds),
     '--log-level', 'debug',
-  // As examples/vmm-agentx.service runs it: glibc's per-thread malloc arenas
-  // otherwise keep ~100 MB of freed native memory from the libvirt pool threads.
+  // As examples/vmm-agentx.service runs it: the agent limits glibc's malloc
+  // arenas itself (src/native-memory.ts), but only the environment reaches
+  // the threads node starts before the agent's code runs.
   ], { env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' }, maxOutputChars: 64 * 1024 * 1024 });
   try {
     await waitForVmMib(snmpd, proc, opts.readyTimeoutMs);

@@ -20,7 +20,7 @@ import { startSnmpd, SnmpdInstance } from '../test/harness/snmpd';
 import { ManagedProcess, spawnManaged, stopProcess } from '../test/harness/process';
 import { generateNodeXml } from './gen-fixture';
 import { libvirtdAvailable, LibvirtdLab, startLibvirtd } from './libvirtd-lab';
-import { ProcessMemory, readProcessCpuMs, RefreshSample, startVmAgent } from './vm-agent';
+import { ProcessMemory, readProcessCpuMs, RefreshSample, shippedNodeFlags, startVmAgent } from './vm-agent';
 import { formatReport, RefreshRun, SizeResult, WalkPair } from './vm-walk-report';
 import { bulkwalkMedian, bulkwalkOnce, formatTiming, WalkTiming } from './walk-timer';
 
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
   }
   const text = formatReport(results, native, {
     command: `npm run bench (node dist/bench/vm-walk.js), BENCH_VMS=${SIZES.join(',')} BENCH_RUNS=${SMALL_RUNS}`,
-    host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; agent run with MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'} as the shipped systemd unit does`,
+    host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; agent run as installed: node ${shippedNodeFlags().join(' ')}, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'}`,
     walkPlan: `walks: best round of median-of-runs, alternating agent/floor; <10,000 VMs 3 rounds × ${SMALL_RUNS} runs, 10,000 VMs 2 rounds × 1 run`,
     refreshPlan: `refresh 1 s; steady = median of ${STEADY_REFRESHES} refreshes after ${WARM_REFRESHES} warm-up ones`,
   });

@@ -22,6 +22,7 @@ import { createLogger, logFunction, Logger } from './logger';
 import { LibvirtDomainSource } from './libvirt-source';
 import { VM_MIB } from './model/vm-mib-oids';
 import { VmIndexStore } from './state/index-store';
+import { tuneNativeMemory } from './native-memory';
 
 const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
 
@@ -40,6 +41,7 @@ function packageVersion(): string {
 }
 
 async function main(): Promise<void> {
+  tuneNativeMemory();
   let config: Config;
   try {
     const parsed = parseArgs(process.argv.slice(2));

@@ -7,33 +7,70 @@
 // a trim after each refresh). malloc_trim(0) returns every whole free page
 // of every arena (glibc 2.8 and later). It runs on the pool so the main
 // thread never waits for it; C libraries without it (musl) get no trim.
+// tuneNativeMemory() sets the allocator up for this pattern at start.
 import koffi from 'koffi';
 import type { KoffiFunc } from 'koffi';
 
 type MallocTrim = KoffiFunc<(pad: number) => number>;
+type Mallopt = KoffiFunc<(param: number, value: number) => number>;
 
-let mallocTrim: MallocTrim | null | undefined;
+/** mallopt parameters (glibc malloc.h). */
+const M_MMAP_THRESHOLD = -3;
+const M_ARENA_MAX = -8;
 
-function loadMallocTrim(): MallocTrim | null {
-  try {
-    return koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as MallocTrim;
-  } catch {
-    return null;
+interface Glibc {
+  mallocTrim: MallocTrim;
+  mallopt: Mallopt;
+}
+
+let glibc: Glibc | null | undefined;
+
+function loadGlibc(): Glibc | null {
+  if (glibc === undefined) {
+    try {
+      const libc = koffi.load('libc.so.6');
+      glibc = {
+        mallocTrim: libc.func('int malloc_trim(size_t pad)') as MallocTrim,
+        mallopt: libc.func('int mallopt(int param, int value)') as Mallopt,
+      };
+    } catch {
+      glibc = null;
+    }
   }
+  return glibc;
 }
 
 /** True when the C library has malloc_trim (glibc). */
 export function canReleaseNativeMemory(): boolean {
-  if (mallocTrim === undefined) mallocTrim = loadMallocTrim();
-  return mallocTrim !== null;
+  return loadGlibc() !== null;
+}
+
+/**
+ * Sets glibc's allocator up for a process whose large buffers come and go
+ * with every refresh; call it before the first libvirt call.
+ *
+ * - The mmap threshold is fixed at 128 kB. glibc otherwise raises it each
+ *   time a large mmapped block is freed, after which the view's multi-MB
+ *   arrays are carved from the heap and their pages stay resident once
+ *   freed (measured: malloc heap 64 MB of which 47 MB free at 10,000 VMs;
+ *   22 MB with the threshold fixed).
+ * - Two malloc arenas unless MALLOC_ARENA_MAX says otherwise: glibc gives
+ *   each pool thread an arena of its own, and each keeps what libvirt freed.
+ */
+export function tuneNativeMemory(): void {
+  const c = loadGlibc();
+  if (c === null) return;
+  c.mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  if (process.env.MALLOC_ARENA_MAX === undefined) c.mallopt(M_ARENA_MAX, 2);
 }
 
 /** Starts a malloc_trim(0) on the thread pool; resolves when it is done (never rejects). */
 export function releaseFreedNativeMemory(): Promise<void> {
-  if (!canReleaseNativeMemory()) return Promise.resolve();
+  const c = loadGlibc();
+  if (c === null) return Promise.resolve();
   return new Promise((resolve) => {
     try {
-      mallocTrim!.async(0, () => resolve());
+      c.mallocTrim.async(0, () => resolve());
     } catch {
       // koffi's async queue is full: skip this trim, the next refresh tries again.
       resolve();

@@ -1,6 +1,11 @@
 import { readFileSync } from 'fs';
+import * as path from 'path';
+import { runCommand } from './harness/process';
 import koffi from 'koffi';
-import { canReleaseNativeMemory, releaseFreedNativeMemory } from '../src/native-memory';
+import { canReleaseNativeMemory, releaseFreedNativeMemory, tuneNativeMemory } from '../src/native-memory';
+
+/** Compiled by `npm test` before jest runs. */
+const NATIVE_MEMORY_JS = path.join(__dirname, '../dist/src/native-memory.js');
 
 /** Private dirty bytes of the process's [heap] mapping (glibc's main arena). */
 function heapDirtyKiB(): number {
@@ -34,5 +39,31 @@ describe('releaseFreedNativeMemory', () => {
     for (const p of kept) free(p);
     // ~38 MB were freed; most of it must have left.
     expect(before - after).toBeGreaterThan(20_000);
+  });
+
+  test('after tuning, a large block is mmapped even after a larger one was freed (no dynamic threshold)', async () => {
+    // In a fresh process, whose malloc heap has no spare room at the top to
+    // serve a large block from: there the threshold decides.
+    const probe = (tune: boolean): string => `
+      const koffi = require('koffi');
+      const libc = koffi.load('libc.so.6');
+      const malloc = libc.func('void *malloc(size_t size)');
+      const free = libc.func('void free(void *ptr)');
+      const info = koffi.struct({ arena: 'size_t', ordblks: 'size_t', smblks: 'size_t', hblks: 'size_t', hblkhd: 'size_t',
+        usmblks: 'size_t', fsmblks: 'size_t', uordblks: 'size_t', fordblks: 'size_t', keepcost: 'size_t' });
+      const mallinfo2 = libc.func('mallinfo2', info, []);
+      if (${tune}) require(${JSON.stringify(NATIVE_MEMORY_JS)}).tuneNativeMemory();
+      free(malloc(8 * 1024 * 1024)); // untuned glibc raises its mmap threshold to 8 MB here
+      const before = Number(mallinfo2().hblkhd);
+      const block = malloc(2 * 1024 * 1024);
+      console.log(Number(mallinfo2().hblkhd) - before);
+      free(block);`;
+    const mmappedGrowth = async (tune: boolean): Promise<number> => {
+      const r = await runCommand(process.execPath, ['-e', probe(tune)], { cwd: path.join(__dirname, '..'), timeoutMs: 20_000 });
+      expect(r.stderr).toBe('');
+      return Number(r.stdout.trim());
+    };
+    expect(await mmappedGrowth(false)).toBe(0);
+    expect(await mmappedGrowth(true)).toBeGreaterThanOrEqual(2 * 1024 * 1024);
   });
 });
