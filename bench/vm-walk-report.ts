@@ -29,6 +29,15 @@ export interface RefreshRun {
   memory: ProcessMemory;
 }
 
+/** RSS at the default refresh interval, via libvirtd. */
+export interface IntervalMemory {
+  refreshSeconds: number;
+  medianRssKiB: number;
+  maxRssKiB: number;
+  /** VmHWM: the peak over the whole run, first refresh included. */
+  hwmKiB: number;
+}
+
 export interface SizeResult {
   vms: number;
   instances: number;
@@ -42,6 +51,8 @@ export interface SizeResult {
   baseline: ProcessMemory;
   /** test+unix:// through a private libvirtd, when one could be started. */
   remote: RefreshRun | null;
+  /** The same at the default refresh interval. */
+  deployed: IntervalMemory | null;
 }
 
 export interface ReportHeader {
@@ -105,6 +116,16 @@ function memorySection(results: SizeResult[]): string[] {
       lines.push(row([`${r.vms} VMs, via libvirtd (RPC)`, '', `${mb(m.rssKiB)} / ${mb(m.hwmKiB)}`, '', ''], w));
     }
   }
+  const deployed = results.filter((r) => r.deployed !== null);
+  if (deployed.length > 0) {
+    lines.push(`As deployed: via libvirtd, refresh every ${deployed[0].deployed!.refreshSeconds} s (the default), ` +
+      'VmRSS sampled every 100 ms over 4 refreshes, and VmHWM of the whole run:');
+    lines.push(row(['', 'median RSS', 'max RSS', 'peak (HWM)'], [26, 12, 12, 12]));
+    for (const r of deployed) {
+      const d = r.deployed!;
+      lines.push(row([`${r.vms} VMs`, mb(d.medianRssKiB), mb(d.maxRssKiB), mb(d.hwmKiB)], [26, 12, 12, 12]));
+    }
+  }
   return lines;
 }
 
@@ -126,8 +147,14 @@ function targetSection(results: SizeResult[]): string[] {
     const local = r10k.local.memory.rssKiB;
     const own = local - r10k.baseline.rssKiB;
     const remote = r10k.remote?.memory;
-    const judged = remote ? remote.rssKiB : own;
-    lines.push(`  10,000 VMs: RSS ≤ 150 MB: via libvirtd ${remote ? `${mb(remote.rssKiB)} (peak ${mb(remote.hwmKiB)})` : 'not measured'}; ` +
+    const deployed = r10k.deployed;
+    // Judged on the peak as deployed (default interval, via libvirtd), else on what could be measured.
+    const judged = deployed ? deployed.hwmKiB : remote ? remote.rssKiB : own;
+    const asDeployed = deployed
+      ? `at the default ${deployed.refreshSeconds} s refresh median ${mb(deployed.medianRssKiB)}, max ${mb(deployed.maxRssKiB)}, peak ${mb(deployed.hwmKiB)}; `
+      : '';
+    lines.push(`  10,000 VMs: RSS ≤ 150 MB (judged on the peak as deployed): via libvirtd ${asDeployed}` +
+      `refreshing back to back ${remote ? `${mb(remote.rssKiB)} (peak ${mb(remote.hwmKiB)})` : 'not measured'}; ` +
       `test:/// ${mb(local)} of which node + test driver ${mb(r10k.baseline.rssKiB)} — ${verdict(judged <= 150 * 1024)}`);
   }
   return lines;

@@ -21,7 +21,8 @@ import { ManagedProcess, spawnManaged, stopProcess } from '../test/harness/proce
 import { generateNodeXml } from './gen-fixture';
 import { libvirtdAvailable, LibvirtdLab, startLibvirtd } from './libvirtd-lab';
 import { ProcessMemory, readProcessCpuMs, RefreshSample, shippedNodeFlags, startVmAgent } from './vm-agent';
-import { formatReport, RefreshRun, SizeResult, WalkPair } from './vm-walk-report';
+import { formatReport, IntervalMemory, RefreshRun, SizeResult, WalkPair } from './vm-walk-report';
+import { DEFAULTS } from '../src/config';
 import { bulkwalkMedian, bulkwalkOnce, formatTiming, WalkTiming } from './walk-timer';
 
 const VM_MIB = '.1.3.6.1.2.1.236';
@@ -33,6 +34,8 @@ const SMALL_RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const WARM_REFRESHES = 3;
 /** Refreshes timed per run. */
 const STEADY_REFRESHES = 5;
+/** Refreshes over which RSS is sampled at the default interval. */
+const INTERVAL_REFRESHES = 4;
 const OUT_FILE = path.resolve(__dirname, '../../.bench-out/vm-walk.txt');
 
 /** A 10,000-VM walk is ~600k varbinds, several seconds each: fewer of them. */
@@ -119,6 +122,38 @@ async function refreshRun(snmpd: SnmpdInstance, libvirtUri: string, workDir: str
   }
 }
 
+/**
+ * Memory as deployed: the default refresh interval, RSS sampled every 100 ms
+ * over INTERVAL_REFRESHES refreshes after the warm-up ones (a sample during a
+ * view swap is the high point of a cycle), and the peak of the whole run.
+ */
+async function intervalMemory(snmpd: SnmpdInstance, libvirtUri: string, workDir: string, vms: number): Promise<IntervalMemory> {
+  const agent = await startVmAgent(snmpd, {
+    libvirtUri, stateDir: mkdtempSync(path.join(workDir, 'state-')), refreshSeconds: DEFAULTS.refreshSeconds,
+    readyTimeoutMs: 60_000 + vms * 20,
+  });
+  try {
+    const timeoutMs = 60_000 + (vms * 20 + DEFAULTS.refreshSeconds * 1000) * (WARM_REFRESHES + INTERVAL_REFRESHES);
+    const start = (await agent.waitForRefreshes(1 + WARM_REFRESHES, timeoutMs)).length;
+    const samples: number[] = [];
+    const sampler = setInterval(() => samples.push(agent.memory().rssKiB), 100);
+    try {
+      await agent.waitForRefreshes(start + INTERVAL_REFRESHES, timeoutMs);
+    } finally {
+      clearInterval(sampler);
+    }
+    samples.sort((a, b) => a - b);
+    return {
+      refreshSeconds: DEFAULTS.refreshSeconds,
+      medianRssKiB: samples[samples.length >> 1],
+      maxRssKiB: samples[samples.length - 1],
+      hwmKiB: agent.memory().hwmKiB,
+    };
+  } finally {
+    await agent.stop();
+  }
+}
+
 function libvirtBaseline(uri: string): ProcessMemory {
   const out = execFileSync(process.execPath, [path.join(__dirname, 'libvirt-baseline.js'), uri], { encoding: 'utf8' });
   const m = /rss (\d+) hwm (\d+)/.exec(out);
@@ -157,12 +192,15 @@ async function benchSize(snmpd: SnmpdInstance, vms: number, workDir: string, lib
   const local = await refreshRun(snmpd, uri, workDir, vms);
   const baseline = libvirtBaseline(uri);
   let remote: RefreshRun | null = null;
+  let deployed: IntervalMemory | null = null;
   if (libvirtd) {
     log('agent (test+unix:// via private libvirtd, refresh 1 s): refresh CPU and memory');
     remote = await refreshRun(snmpd, libvirtd.uriFor(fixture), workDir, vms);
+    log(`agent (via libvirtd, refresh ${DEFAULTS.refreshSeconds} s as by default): memory`);
+    deployed = await intervalMemory(snmpd, libvirtd.uriFor(fixture), workDir, vms);
   }
   rmSync(fixture, { force: true });
-  return { vms, instances, fixtureMs, agentReadyMs: quiet.readyMs, walks, memoryAfterWalks, local, baseline, remote };
+  return { vms, instances, fixtureMs, agentReadyMs: quiet.readyMs, walks, memoryAfterWalks, local, baseline, remote, deployed };
 }
 
 async function main(): Promise<void> {
