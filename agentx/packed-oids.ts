@@ -128,15 +128,8 @@ export class OidCursor {
     const end = k + bytes[p + 1];
     p += 2;
     for (; k < end; k++) {
-      let value = 0;
-      let scale = 1;
-      let b: number;
-      do {
-        b = bytes[p++];
-        value += (b & 0x7f) * scale;
-        scale *= 128;
-      } while (b & 0x80);
-      this.current[k] = value;
+      this.current[k] = readVarint(bytes, p);
+      p = varintEnd;
     }
     this.length = end;
     this.next = p;
@@ -150,18 +143,29 @@ export class OidCursor {
     p += 2;
     const n = length < oid.length ? length : oid.length;
     for (let k = 0; k < n; k++) {
-      let value = 0;
-      let scale = 1;
-      let b: number;
-      do {
-        b = bytes[p++];
-        value += (b & 0x7f) * scale;
-        scale *= 128;
-      } while (b & 0x80);
+      const value = readVarint(bytes, p);
+      p = varintEnd;
       if (value !== oid[k]) return value < oid[k] ? -1 : 1;
     }
     return length === oid.length ? 0 : length < oid.length ? -1 : 1;
   }
+}
+
+/** Where the varint last read by readVarint() ended: a second result without an object per call. */
+let varintEnd = 0;
+
+/** The LEB128 varint at bytes[at] (7 bits a byte, low first, high bit = more follow); sets varintEnd. */
+function readVarint(bytes: Uint8Array, at: number): number {
+  let value = 0;
+  let scale = 1;
+  let b: number;
+  do {
+    b = bytes[at++];
+    value += (b & 0x7f) * scale;
+    scale *= 128;
+  } while (b & 0x80);
+  varintEnd = at;
+  return value;
 }
 
 /** Appends OIDs in strictly ascending order (the caller checks the order with compare()). */
