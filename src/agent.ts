@@ -8,7 +8,7 @@ import type { Config } from './config';
 import { collectHost, HostCollectorState } from './collectors/host';
 import { ImagePathResolver } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
-import { buildVmMibView, hvUpTimeTicks, imageFile, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
+import { buildVmMibView, buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
 import { operState } from './model/vm-state';
 import { Notification, notificationsFor, VmStateRecord } from './notifications';
@@ -186,7 +186,10 @@ export class VmmAgent {
       now: takenAt,
       tableLastChange: tableChanged ? hvUpTimeTicks(host) : this.modelState.tableLastChange,
     };
-    const view = buildVmMibView(snapshot, rows, this.modelState, this.currentView ?? undefined);
+    const state = this.modelState;
+    let view = await buildVmMibViewInSlices(snapshot, rows, state, this.currentView ?? undefined);
+    // A Set of a notification switch may have changed the model state meanwhile.
+    if (this.modelState !== state) view = buildVmMibView(snapshot, rows, this.modelState, view);
     this.responder.setView(view);
     this.currentView = view;
 

@@ -65,26 +65,55 @@ export function vmRows(snapshot: Snapshot, indexes: Map<string, VmIndexes>): VmR
 /** `previous`: the view this one replaces, whose sizes it most likely shares (so the builder allocates once). */
 export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state: ModelState, previous?: MibView): MibView {
   const b = new MibViewBuilder(previous?.sizes());
+  for (const step of viewSteps(b, snapshot, rows, state)) step();
+  return b.build();
+}
+
+/**
+ * buildVmMibView, giving the event loop a turn between tables: at 10,000
+ * VMs the whole build takes ~300 ms, which AgentX requests would otherwise
+ * wait out; a table alone takes at most about a third of it.
+ */
+export async function buildVmMibViewInSlices(
+  snapshot: Snapshot,
+  rows: readonly VmRow[],
+  state: ModelState,
+  previous?: MibView,
+): Promise<MibView> {
+  const b = new MibViewBuilder(previous?.sizes());
+  for (const step of viewSteps(b, snapshot, rows, state)) {
+    step();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return b.build();
+}
+
+/** The view's parts in OID order (so the builder never has to sort), each a separate step. */
+function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[], state: ModelState): (() => void)[] {
   const hv = snapshot.hypervisor;
   const scalar = (oid: Oid, value: Value): void => {
     b.declareObject(oid);
     b.add([...oid, 0], value);
   };
-  // Instances are added in OID order so the builder never has to sort.
-  scalar(O.vmHvSoftware, adminString(hv ? hv.type : ''));
-  scalar(O.vmHvVersion, adminString(hv ? hv.version ?? hv.libvirtVersion : ''));
-  scalar(O.vmHvObjectID, objectId(ZERO_DOT_ZERO));
-  scalar(O.vmHvUpTime, timeTicks(hvUpTimeTicks(snapshot.host)));
-  scalar(O.vmNumber, integer(rows.length));
-  scalar(O.vmTableLastChange, timeTicks(state.tableLastChange));
-  addTable(b, vmTable(rows, state));
-  addTable(b, vmCpuTable(rows));
-  addTable(b, vmCpuAffinityTable(rows, snapshot.host));
-  addTable(b, vmStorageTable(rows, snapshot.host, snapshot.imagePaths));
-  addTable(b, vmNetworkTable(rows, snapshot.host));
-  scalar(O.vmPerVMNotificationsEnabled, integer(state.perVmNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
-  scalar(O.vmBulkNotificationsEnabled, integer(state.bulkNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
-  return b.build();
+  return [
+    () => {
+      scalar(O.vmHvSoftware, adminString(hv ? hv.type : ''));
+      scalar(O.vmHvVersion, adminString(hv ? hv.version ?? hv.libvirtVersion : ''));
+      scalar(O.vmHvObjectID, objectId(ZERO_DOT_ZERO));
+      scalar(O.vmHvUpTime, timeTicks(hvUpTimeTicks(snapshot.host)));
+      scalar(O.vmNumber, integer(rows.length));
+      scalar(O.vmTableLastChange, timeTicks(state.tableLastChange));
+      addTable(b, vmTable(rows, state));
+    },
+    () => addTable(b, vmCpuTable(rows)),
+    () => addTable(b, vmCpuAffinityTable(rows, snapshot.host)),
+    () => addTable(b, vmStorageTable(rows, snapshot.host, snapshot.imagePaths)),
+    () => {
+      addTable(b, vmNetworkTable(rows, snapshot.host));
+      scalar(O.vmPerVMNotificationsEnabled, integer(state.perVmNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
+      scalar(O.vmBulkNotificationsEnabled, integer(state.bulkNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
+    },
+  ];
 }
 
 function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>): void {

@@ -1,4 +1,4 @@
-import { buildVmMibView, ModelState, vmRows } from '../../src/model/vm-mib';
+import { buildVmMibView, buildVmMibViewInSlices, ModelState, vmRows } from '../../src/model/vm-mib';
 import type { DiskRecord, DomainRecord, Snapshot } from '../../src/snapshot';
 import { VmIndexStore } from '../../src/state/index-store';
 import { MibView, parseOid, Value, ValueType } from '../../agentx';
@@ -45,15 +45,40 @@ function snapshot(domains: DomainRecord[]): Snapshot {
 
 const state: ModelState = { tableLastChange: 50, perVmNotificationsEnabled: true, bulkNotificationsEnabled: false, libvirtLost: false, now: 1_000_000 };
 
-function build(domains: DomainRecord[], st: ModelState = state): MibView {
+function modelInput(domains: DomainRecord[]): { snap: Snapshot; rows: ReturnType<typeof vmRows> } {
   const snap = snapshot(domains);
   const store = VmIndexStore.memory(() => undefined);
   const idx = store.assign(domains.map((d) => ({
     uuid: d.uuid, name: d.name, running: d.id >= 0, domainId: d.id, disks: d.disks.map((x) => x.target),
     nics: d.nics.map((n, i) => n.mac ?? `#${i}`),
   })), 1_000_000 - 4200);
-  return buildVmMibView(snap, vmRows(snap, idx), st);
+  return { snap, rows: vmRows(snap, idx) };
 }
+
+function build(domains: DomainRecord[], st: ModelState = state): MibView {
+  const { snap, rows } = modelInput(domains);
+  return buildVmMibView(snap, rows, st);
+}
+
+describe('building the view in slices', () => {
+  test('gives the same view, and lets the event loop run between tables', async () => {
+    const domains = [domain({}), domain({ uuid: '11111111-2222-3333-4444-555555555556', name: 'db-01', id: -1, state: 5 })];
+    const { snap, rows } = modelInput(domains);
+    const whole = [...buildVmMibView(snap, rows, state)];
+    // Another task that needs the event loop: it counts its turns while the build runs.
+    let turns = 0;
+    let done = false;
+    const other = (): void => {
+      turns++;
+      if (!done) setImmediate(other);
+    };
+    setImmediate(other);
+    const view = await buildVmMibViewInSlices(snap, rows, state);
+    done = true;
+    expect([...view]).toEqual(whole);
+    expect(turns).toBeGreaterThanOrEqual(4);
+  });
+});
 
 const get = (view: MibView, oid: string): Value | undefined => view.get(parseOid(oid));
 const int = (v: Value | undefined) => (v && v.type === ValueType.Integer ? v.value : undefined);
