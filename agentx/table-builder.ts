@@ -32,14 +32,20 @@ export class MibTableBuilder {
   private indexStarts: number[] = [0];
   private ended = false;
 
-  /** `arcs`: the column numbers, in the order row() receives their cells. */
+  /**
+   * `arcs`: the column numbers, in the order row() receives their cells.
+   * `expectedRows`: how many rows are likely, so column buffers are
+   * allocated once instead of grown by doubling.
+   */
   constructor(
     private readonly view: MibViewBuilder,
     private readonly entry: Oid,
     arcs: readonly number[],
+    expectedRows = 0,
   ) {
     const first = arcs.length === 0 ? -1 : arcs.indexOf(Math.min(...arcs));
-    this.columns = arcs.map((arc, k) => (k === first ? null : { arc, values: new PackedValues(64, 256), rows: [] }));
+    const capacity = Math.max(expectedRows, 64);
+    this.columns = arcs.map((arc, k) => (k === first ? null : { arc, values: new PackedValues(capacity, 256), rows: [] }));
     this.firstOid = first < 0 ? [] : [...entry, arcs[first]];
     if (first >= 0) view.declareObject(this.firstOid);
     this.buffered = arcs.length > 1;

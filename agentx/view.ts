@@ -126,9 +126,13 @@ export class MibViewBuilder {
     return this;
   }
 
-  /** A builder that adds the table under `entry` row by row (see table-builder.ts); call its end() before build(). */
-  table(entry: Oid, arcs: readonly number[]): MibTableBuilder {
-    return new MibTableBuilder(this, entry, arcs);
+  /**
+   * A builder that adds the table under `entry` row by row (see
+   * table-builder.ts); call its end() before build(). `expectedRows` sizes
+   * its buffers up front.
+   */
+  table(entry: Oid, arcs: readonly number[], expectedRows = 0): MibTableBuilder {
+    return new MibTableBuilder(this, entry, arcs, expectedRows);
   }
 
   /** Adds one instance. Throws on an invalid OID, an exception value, or a duplicate of the previous OID. */

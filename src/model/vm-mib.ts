@@ -35,6 +35,8 @@ export interface VmRow {
  */
 interface Table<R extends IndexedRow> {
   entry: Oid;
+  /** How many rows the visitor will likely give (sizes the buffers). */
+  expectedRows: number;
   /** Visits the rows in index order; a visitor may reuse one row object. */
   rows: (visit: (row: R) => void) => void;
   columns: readonly (readonly [arc: number, cell: (row: R) => Value | undefined])[];
@@ -117,7 +119,7 @@ function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[]
 }
 
 function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>): void {
-  const table = b.table(t.entry, t.columns.map(([arc]) => arc));
+  const table = b.table(t.entry, t.columns.map(([arc]) => arc), t.expectedRows);
   // One scratch array of cells: the table builder packs them at once.
   const cells: (Value | undefined)[] = new Array(t.columns.length);
   t.rows((row) => {
@@ -125,6 +127,13 @@ function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>): void {
     table.row(row.index, cells);
   });
   table.end();
+}
+
+/** The sum of `per` over the VMs: how many rows a per-device table will have. */
+function countOf(rows: readonly VmRow[], per: (d: DomainRecord) => number): number {
+  let n = 0;
+  for (const { domain } of rows) n += per(domain);
+  return n;
 }
 
 /** A visitor over a list, for tables with one row per item. */
@@ -145,6 +154,7 @@ function vmTable(rows: readonly VmRow[], state: ModelState): Table<VmTableRow> {
   const C = O.VmColumn;
   return {
     entry: O.vmEntry,
+    expectedRows: rows.length,
     rows: eachOf(rows, ({ domain: d, indexes }) => {
       const maxBytes = (d.hotplugMemoryKiB ?? d.maxMemoryKiB) * 1024n;
       const mem = scaleToInteger32([d.memoryKiB * 1024n, maxBytes], 1024n);
@@ -188,6 +198,7 @@ function vmCpuTable(rows: readonly VmRow[]): Table<IndexedRow & { timeNs: bigint
   };
   return {
     entry: O.vmCpuEntry,
+    expectedRows: countOf(rows, (d) => d.vcpus.length),
     rows: visitRows,
     columns: [[O.VmCpuColumn.CoreTime, ({ timeNs }) => (timeNs === null ? undefined : counter64(timeNs / NS_PER_US))]],
   };
@@ -214,7 +225,7 @@ function vmCpuAffinityTable(rows: readonly VmRow[], host: HostInfo): Table<Index
       }
     }
   };
-  return { entry: O.vmCpuAffinityEntry, rows: visitRows, columns: [[O.VmCpuAffinityColumn.Affinity, ({ affinity }) => integer(affinity)]] };
+  return { entry: O.vmCpuAffinityEntry, expectedRows: countOf(rows, (d) => d.vcpus.length * hostCpus.length), rows: visitRows, columns: [[O.VmCpuAffinityColumn.Affinity, ({ affinity }) => integer(affinity)]] };
 }
 
 /** vCPUs by number; libvirt lists them in order, so the usual case copies and sorts nothing. */
@@ -256,6 +267,7 @@ function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: Map<
   const opt = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
   return {
     entry: O.vmStorageEntry,
+    expectedRows: countOf(rows, (d) => d.disks.length),
     rows: visitRows,
     columns: [
       [C.Parent, ({ parent }) => integer(parent)],
@@ -348,6 +360,7 @@ function vmNetworkTable(rows: readonly VmRow[], host: HostInfo): Table<NetworkRo
   };
   return {
     entry: O.vmNetworkEntry,
+    expectedRows: countOf(rows, (d) => d.nics.length),
     rows: visitRows,
     columns: [
       [C.IfIndex, ({ ifIndex }) => integer(ifIndex)],
