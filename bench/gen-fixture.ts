@@ -6,22 +6,14 @@
 // disks (a qcow2 file and an rbd volume) and 2 NICs (bridge and network).
 // Output is deterministic: the same N gives the same file.
 
+// Same seeds, same UUIDs: fixtures look real but repeat run to run.
+import { mulberry32 } from '../test/harness/mulberry32';
+
 const HOST_CPUS = 16;
 
-/** Deterministic pseudo-random 32-bit values (mulberry32), so UUIDs look real but repeat run to run. */
-function random32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function uuidFor(i: number): string {
-  const next = random32(i + 1);
+  const next = mulberry32(i + 1);
   const hex = Array.from({ length: 4 }, () => next().toString(16).padStart(8, '0')).join('');
   // RFC 4122 version 4, variant 10xx.
   const variant = ((parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);

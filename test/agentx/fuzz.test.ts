@@ -3,6 +3,7 @@
 import { decodePdu, encodePdu, PduDecodeError } from '../../agentx/codec';
 import { FramingError, PduFramer } from '../../agentx/framer';
 import { sampleFrames } from './pdu-builder';
+import { mulberry32 } from '../harness/mulberry32';
 
 const MUTATIONS = 20_000;
 const RANDOM_STRINGS = 5_000;
@@ -20,16 +21,10 @@ const corpus = [...sampleFrames('be'), ...sampleFrames('le'), ...captures];
 
 const counts = { truncated: 0, resized: 0, mutated: 0, random: 0, randomPayload: 0, streams: 0, accepted: 0, rejected: 0 };
 
-/** mulberry32: small, seedable, good enough to spread mutations. */
+/** Uniform in [0, 1), seeded: good enough to spread mutations, the same on every run. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /**

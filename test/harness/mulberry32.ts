@@ -1,0 +1,14 @@
+// mulberry32: a small seedable generator, so fuzz inputs and bench fixtures
+// are pseudo-random yet the same on every run.
+
+/** Successive 32-bit unsigned values from `seed`. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
