@@ -44,6 +44,26 @@ export class PackedValues {
   push(value: Value): void {
     const i = this.count;
     if (i === this.kinds.length) this.resize(Math.max(2 * i, 256), this.bytes.length);
+    this.putAt(i, value);
+    this.count = i + 1;
+  }
+
+  /** Slots allocated: count plus room for values placed ahead (putAt). */
+  get capacity(): number {
+    return this.kinds.length;
+  }
+
+  /** Grows the slots to at least `capacity`, keeping every slot's contents. */
+  ensureCapacity(capacity: number): void {
+    if (capacity > this.kinds.length) this.resize(Math.max(capacity, 2 * this.kinds.length), this.bytes.length);
+  }
+
+  /**
+   * Writes `value` into slot i (count <= i < capacity) without counting it:
+   * MibTableBuilder places a table's cells where they will end up, and the
+   * view builder counts them as it names them.
+   */
+  putAt(i: number, value: Value): void {
     switch (value.type) {
       case ValueType.Integer:
       case ValueType.Counter32:
@@ -52,13 +72,11 @@ export class PackedValues {
         if (typeof value.value !== 'number') break;
         this.kinds[i] = value.type;
         this.numbers[i] = value.value;
-        this.count = i + 1;
         return;
       case ValueType.Counter64:
         if (typeof value.value !== 'bigint' || value.value < 0n || value.value > UINT64_MAX) break;
         this.kinds[i] = value.type;
         this.bigints[i] = value.value;
-        this.count = i + 1;
         return;
       case ValueType.OctetString:
       case ValueType.Opaque:
@@ -75,7 +93,6 @@ export class PackedValues {
         this.words[2 * i] = this.byteCount;
         this.words[2 * i + 1] = length;
         this.byteCount += length;
-        this.count = i + 1;
         return;
       }
       default:
@@ -83,7 +100,18 @@ export class PackedValues {
     }
     this.kinds[i] = BOXED;
     this.boxed.set(i, value);
-    this.count = i + 1;
+  }
+
+  /** Moves slots from .. from+n-1 to to .. to+n-1 (the ranges may overlap); the source slots are left undefined. */
+  moveSlots(from: number, to: number, n: number): void {
+    if (from === to || n === 0) return;
+    this.kinds.copyWithin(to, from, from + n);
+    this.words.copyWithin(2 * to, 2 * from, 2 * (from + n));
+    if (this.boxed.size === 0) return;
+    const moved: [number, Value][] = [];
+    for (const [i, value] of this.boxed) if (i >= from && i < from + n) moved.push([i, value]);
+    for (const [i] of moved) this.boxed.delete(i);
+    for (const [i, value] of moved) this.boxed.set(i - from + to, value);
   }
 
   valueAt(i: number): Value {
@@ -174,10 +202,12 @@ export class PackedValues {
 
   private resize(capacity: number, byteCapacity: number): void {
     if (capacity !== this.kinds.length) {
+      // Every slot is kept, not only the counted ones: values placed ahead live beyond count.
+      const keep = Math.min(capacity, this.kinds.length);
       const kinds = new Uint8Array(capacity);
-      kinds.set(this.kinds.subarray(0, this.count));
+      kinds.set(this.kinds.subarray(0, keep));
       const slots = new ArrayBuffer(8 * capacity);
-      new Uint32Array(slots).set(this.words.subarray(0, 2 * this.count));
+      new Uint32Array(slots).set(this.words.subarray(0, 2 * keep));
       this.kinds = kinds;
       this.numbers = new Float64Array(slots);
       this.bigints = new BigUint64Array(slots);

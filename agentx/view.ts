@@ -11,7 +11,7 @@ import type { Oid, Value, VarBind } from './pdu';
 import { compareOids, formatOid, isPrefixOf } from './oid';
 import { OidCursor, PackedOids, PackedOidsWriter } from './packed-oids';
 import { PackedValues } from './packed-values';
-import { MibTableBuilder } from './table-builder';
+import { MibTableBuilder, type TableSink } from './table-builder';
 
 /** RFC 2741 §5.1: n_subid is 0..128. */
 const MAX_OID_LENGTH = 128;
@@ -24,6 +24,8 @@ export interface MibViewSizes {
   oidBytes: number;
   /** Bytes of all octet-string values together. */
   octets: number;
+  /** Value slots the build needed at most (tables place cells ahead, see table-builder.ts). */
+  slots?: number;
 }
 
 export class MibView implements Iterable<VarBind> {
@@ -35,6 +37,7 @@ export class MibView implements Iterable<VarBind> {
     private readonly oids: PackedOids,
     private readonly values: PackedValues,
     private readonly declared: readonly Oid[],
+    private readonly slots = values.count,
   ) {
     this.cursor = oids.cursor();
   }
@@ -45,7 +48,7 @@ export class MibView implements Iterable<VarBind> {
   }
 
   sizes(): MibViewSizes {
-    return { instances: this.values.count, oidBytes: this.oids.byteLength, octets: this.values.octets };
+    return { instances: this.values.count, oidBytes: this.oids.byteLength, octets: this.values.octets, slots: this.slots };
   }
 
   /** Declared objects (scalar and column OIDs), sorted. */
@@ -108,6 +111,9 @@ export class MibViewBuilder {
   private loose: Oid[] | null = null;
   private values: PackedValues;
   private declared: Oid[] = [];
+  private tableOpen = false;
+  /** The most value slots a table reserved (see MibViewSizes.slots). */
+  private slotsNeeded = 0;
 
   /**
    * `expected`: sizes to allocate for up front (e.g. the previous view's).
@@ -116,7 +122,7 @@ export class MibViewBuilder {
    */
   constructor(expected?: MibViewSizes) {
     this.oids = new PackedOidsWriter(expected?.oidBytes ?? 0, expected?.instances ?? 0);
-    this.values = new PackedValues(Math.max(expected?.instances ?? 0, 256), Math.max(expected?.octets ?? 0, 4096));
+    this.values = new PackedValues(Math.max(expected?.slots ?? 0, expected?.instances ?? 0, 256), Math.max(expected?.octets ?? 0, 4096));
   }
 
   /** Declares a scalar or column object: Get of a missing instance under it is noSuchInstance. */
@@ -132,15 +138,48 @@ export class MibViewBuilder {
    * its buffers up front.
    */
   table(entry: Oid, arcs: readonly number[], expectedRows = 0): MibTableBuilder {
-    return new MibTableBuilder(this, entry, arcs, expectedRows);
+    if (this.tableOpen) throw new Error('MIB view: a table is still being added; end() it first');
+    this.tableOpen = true;
+    const sink: TableSink = {
+      nextSlot: () => this.values.count,
+      reserve: (slots) => {
+        this.values.ensureCapacity(slots);
+        if (slots > this.slotsNeeded) this.slotsNeeded = slots;
+      },
+      place: (slot, value) => this.values.putAt(slot, value),
+      move: (from, to, n) => this.values.moveSlots(from, to, n),
+      declareObject: (oid) => this.declareObject(oid),
+      add: (oid, value) => this.addInstance(oid, value),
+      addPlaced: (oid) => {
+        this.addName(oid);
+        this.values.count++;
+      },
+      close: () => {
+        this.tableOpen = false;
+      },
+    };
+    return new MibTableBuilder(sink, entry, arcs, expectedRows);
   }
 
   /** Adds one instance. Throws on an invalid OID, an exception value, or a duplicate of the previous OID. */
   add(oid: Oid, value: Value): this {
-    checkOid(oid, 'instance');
+    // A table being added has placed cells beyond the last instance; an add would land on them.
+    if (this.tableOpen) throw new Error('MIB view: add() while a table is being added; end() it first');
+    this.addInstance(oid, value);
+    return this;
+  }
+
+  private addInstance(oid: Oid, value: Value): void {
     if (value.type === ValueType.NoSuchObject || value.type === ValueType.NoSuchInstance || value.type === ValueType.EndOfMibView) {
       throw new Error(`MIB view: instance ${formatOid(oid)} has exception type ${ValueType[value.type]}; add only real values`);
     }
+    this.addName(oid);
+    this.values.push(value);
+  }
+
+  /** Records the name of the next instance; its value is pushed or placed by the caller. */
+  private addName(oid: Oid): void {
+    checkOid(oid, 'instance');
     if (this.loose === null) {
       // The O(n) sortedness check of build() happens here, one comparison per add.
       const order = this.oids.compareToLast(oid);
@@ -149,14 +188,16 @@ export class MibViewBuilder {
       else this.loose = unpack(this.oids.finish());
     }
     if (this.loose !== null) this.loose.push(oid.slice());
-    this.values.push(value);
-    return this;
   }
 
   /** Returns the view and leaves this builder empty. Throws on duplicate instances or nested objects. */
   build(): MibView {
+    if (this.tableOpen) throw new Error('MIB view: build() while a table is being added; end() it first');
     const objects = sortObjects(this.declared);
-    let values = this.values.trimmed();
+    const slots = Math.max(this.slotsNeeded, this.values.count);
+    // Spare slots are the room tables reserved for absent cells: a few, kept
+    // rather than copied away (a copy would briefly hold the values twice).
+    let values = this.values.capacity - this.values.count > this.values.count / 8 ? this.values.trimmed() : this.values;
     let oids: PackedOids;
     if (this.loose === null) {
       oids = this.oids.finish();
@@ -166,7 +207,7 @@ export class MibViewBuilder {
       values = values.permuted(order);
     }
     this.reset();
-    return new MibView(oids, values, objects);
+    return new MibView(oids, values, objects, slots);
   }
 
   private reset(): void {
@@ -174,6 +215,8 @@ export class MibViewBuilder {
     this.loose = null;
     this.values = new PackedValues();
     this.declared = [];
+    this.tableOpen = false;
+    this.slotsNeeded = 0;
   }
 }
 

@@ -1,7 +1,8 @@
 import { MibViewBuilder } from '../../agentx/view';
 import { ValueType } from '../../agentx/pdu';
 import type { Value } from '../../agentx/pdu';
-import { formatOid } from '../../agentx/oid';
+import { compareOids, formatOid } from '../../agentx/oid';
+import { mulberry32 } from '../harness/mulberry32';
 
 const int = (value: number): Value => ({ type: ValueType.Integer, value });
 const str = (text: string): Value => ({ type: ValueType.OctetString, value: Buffer.from(text) });
@@ -67,5 +68,75 @@ describe('MibTableBuilder', () => {
     }
     t.end();
     expect(walk(b)).toEqual(['1.3.6.1.4.1.9.2.1.2.1=10', '1.3.6.1.4.1.9.2.1.2.2=20', '1.3.6.1.4.1.9.2.1.2.3=30']);
+  });
+
+  test('a table gives the same view as its instances added one by one, whatever rows are absent or how wrong the expected row count is', () => {
+    const next = mulberry32(7);
+    const random = (): number => next() / 2 ** 32;
+    const oidValue: Value = { type: ValueType.ObjectIdentifier, value: [1, 3, 6, 1, 99] };
+    for (let round = 0; round < 60; round++) {
+      const arcs = [5, 2, 9, 3].slice(0, 1 + Math.floor(random() * 4));
+      const rowCount = Math.floor(random() * 90);
+      const expectedRows = [0, rowCount, Math.floor(rowCount / 3), rowCount * 2][round % 4];
+      const rows: [number[], (Value | undefined)[]][] = [];
+      for (let r = 0; r < rowCount; r++) {
+        const index = random() < 0.5 ? [r + 1] : [r + 1, Math.floor(random() * 5)];
+        rows.push([index, arcs.map((arc): Value | undefined => {
+          const pick = random();
+          if (pick < 0.2) return undefined;
+          if (pick < 0.5) return str(`${arc}:${r}:${'x'.repeat(Math.floor(random() * 40))}`);
+          if (pick < 0.55) return oidValue;
+          if (pick < 0.7) return { type: ValueType.Counter64, value: BigInt(r) << 40n };
+          return int(arc * 1000 + r);
+        })]);
+      }
+      // Something before and after the table, as in a real view.
+      const viaTable = new MibViewBuilder().add([1, 3, 6, 1, 4, 1, 9, 1, 0], int(-1));
+      const t = viaTable.table(ENTRY, arcs, expectedRows);
+      for (const [index, cells] of rows) t.row(index, cells);
+      t.end();
+      viaTable.add([1, 3, 6, 1, 4, 1, 9, 3, 0], int(-2));
+
+      const oneByOne: [number[], Value][] = [[[1, 3, 6, 1, 4, 1, 9, 1, 0], int(-1)], [[1, 3, 6, 1, 4, 1, 9, 3, 0], int(-2)]];
+      for (const [index, cells] of rows) {
+        arcs.forEach((arc, k) => {
+          const cell = cells[k];
+          if (cell !== undefined) oneByOne.push([[...ENTRY, arc, ...index], cell]);
+        });
+      }
+      oneByOne.sort((a, b) => compareOids(a[0], b[0]));
+      const reference = new MibViewBuilder();
+      for (const [oid, value] of oneByOne) reference.add(oid, value);
+      expect(walk(viaTable)).toEqual(walk(reference));
+    }
+  });
+
+  test('while a table is being added, other instances and build() are refused', () => {
+    const b = new MibViewBuilder();
+    const t = b.table(ENTRY, [2, 3], 4);
+    t.row([1], [int(1), int(2)]);
+    expect(() => b.add([1, 3, 6, 1, 4, 1, 9, 3, 0], int(0))).toThrow('end() it first');
+    expect(() => b.build()).toThrow('end() it first');
+    expect(() => b.table([1, 3, 6, 1, 4, 1, 9, 3, 1], [2])).toThrow('end() it first');
+    t.end();
+    b.add([1, 3, 6, 1, 4, 1, 9, 3, 0], int(0));
+    expect(walk(b)).toEqual(['1.3.6.1.4.1.9.2.1.2.1=1', '1.3.6.1.4.1.9.2.1.3.1=2', '1.3.6.1.4.1.9.3.0=0']);
+  });
+
+  test('the next build, given the sizes of this one, has room for every table from the start', () => {
+    const build = (sizes?: ReturnType<ReturnType<MibViewBuilder['build']>['sizes']>) => {
+      const b = new MibViewBuilder(sizes);
+      const t = b.table(ENTRY, [2, 3, 4], 10);
+      for (let r = 1; r <= 1000; r++) t.row([r], [int(r), r % 2 === 0 ? undefined : int(-r), str('abc')]);
+      t.end();
+      return b.build();
+    };
+    const first = build();
+    const sizes = first.sizes();
+    expect(sizes.instances).toBe(2500);
+    expect(sizes.slots).toBeGreaterThanOrEqual(3000);
+    const second = build(sizes);
+    expect(second.sizes()).toEqual(sizes);
+    expect([...second].length).toBe(2500);
   });
 });
