@@ -47,6 +47,7 @@ import {
   type DomainTarget,
   type DriverSupport,
 } from './libvirt-domain';
+import { forEachLimited } from './limited';
 
 export type { JobCompletedListener, LifecycleListener } from '../libvirt/domain-events';
 export type { TypedParamValue } from '../libvirt/typed-params';
@@ -393,12 +394,4 @@ async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Prom
   } finally {
     clearTimeout(timer);
   }
-}
-
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }

@@ -27,6 +27,7 @@
 import { realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { HostFilesystem } from '../snapshot';
+import { forEachLimited } from './limited';
 import { HostPaths, ReportUnreadable, ignoreUnreadable, readTextFile } from './paths';
 
 /** include/net-snmp/agent/hardware/memory.h: indexes 1..30 are memory rows. */
@@ -40,6 +41,9 @@ export interface MountEntry {
 }
 
 // glibc decode_name(): the only escapes getmntent() undoes.
+/** realpath calls in flight at once: the libuv pool runs 4 at a time anyway. */
+const REALPATH_CONCURRENCY = 8;
+
 const MNTENT_ESCAPES: Record<string, string> = { '\\040': ' ', '\\011': '\t', '\\012': '\n', '\\134': '\\', '\\\\': '\\' };
 
 function decodeMntentField(field: string): string {
@@ -177,8 +181,11 @@ export function filesystemFor(filesystems: readonly HostFilesystem[], file: stri
  */
 export async function resolveImagePaths(files: Iterable<string>): Promise<Map<string, string>> {
   const unique = [...new Set(files)].filter((f) => path.isAbsolute(f));
-  const resolved = await Promise.all(unique.map((f) => realpath(f).catch(() => path.normalize(f))));
-  return new Map(unique.map((f, i) => [f, resolved[i]]));
+  const resolved = new Map<string, string>();
+  await forEachLimited(unique, REALPATH_CONCURRENCY, async (f) => {
+    resolved.set(f, await realpath(f).catch(() => path.normalize(f)));
+  });
+  return resolved;
 }
 
 /**
