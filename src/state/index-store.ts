@@ -11,7 +11,8 @@ import { writeFileAtomic } from './atomic-file';
 
 export type StoreLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 
-interface VmEntry {
+/** One VM as the file stores it (version 1). */
+interface VmEntryJson {
   index: number;
   name: string;
   /** ms since the epoch when the agent last saw the VM start running, or null when not running. */
@@ -26,7 +27,7 @@ interface VmEntry {
 interface StoreFile {
   version: 1;
   lastIndex: number;
-  vms: Record<string, VmEntry>;
+  vms: Record<string, VmEntryJson>;
 }
 
 export interface DeviceKeys {
@@ -45,36 +46,104 @@ export interface DeviceKeys {
 export interface VmIndexes {
   readonly vmIndex: number;
   readonly runningSince: number | null;
+  /** Indexes of the VM's current disks and NICs. */
   readonly disks: DeviceIndexes;
   readonly nics: DeviceIndexes;
 }
 
 /**
- * One VM's device key → index pairs. Two arrays rather than a Map: a VM has
- * a few devices, and a Map costs ~280 bytes even for two entries (20,000
- * of them at 10,000 VMs, in a heap snapshot).
+ * Device key → index pairs of one VM, immutable. A VM has a few devices, so
+ * the pairs are one small array ([key, index, key, index, ...]): a Map costs
+ * ~280 bytes even for two entries, and 20,000 of them live at 10,000 VMs.
  */
 export class DeviceIndexes implements Iterable<[string, number]> {
-  constructor(
-    private readonly keys: readonly string[],
-    private readonly indexes: readonly number[],
-  ) {}
+  static readonly EMPTY = new DeviceIndexes([]);
+
+  private constructor(private readonly pairs: readonly (string | number)[]) {}
+
+  static fromRecord(record: Record<string, number>): DeviceIndexes {
+    const pairs: (string | number)[] = [];
+    for (const [key, index] of Object.entries(record)) pairs.push(key, index);
+    return pairs.length === 0 ? DeviceIndexes.EMPTY : new DeviceIndexes(pairs);
+  }
 
   get size(): number {
-    return this.keys.length;
+    return this.pairs.length / 2;
   }
 
   get(key: string): number | undefined {
-    const at = this.keys.indexOf(key);
-    return at < 0 ? undefined : this.indexes[at];
+    const { pairs } = this;
+    for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === key) return pairs[i + 1] as number;
+    return undefined;
   }
 
   has(key: string): boolean {
-    return this.keys.includes(key);
+    return this.get(key) !== undefined;
+  }
+
+  /** These pairs plus one for each key not yet here, numbered on from the highest index; this object when none is new. */
+  withKeys(keys: readonly string[]): DeviceIndexes {
+    let pairs: (string | number)[] | null = null;
+    let highest = 0;
+    for (let i = 1; i < this.pairs.length; i += 2) highest = Math.max(highest, this.pairs[i] as number);
+    for (const key of keys) {
+      if (this.has(key) || (pairs !== null && pairs.includes(key))) continue;
+      pairs ??= this.pairs.slice();
+      pairs.push(key, ++highest);
+    }
+    return pairs === null ? this : new DeviceIndexes(pairs);
+  }
+
+  /** The pairs of `keys` (each once, in that order; all must be here); this object when that is exactly what it holds. */
+  only(keys: readonly string[]): DeviceIndexes {
+    if (this.holdsExactly(keys)) return this;
+    const pairs: (string | number)[] = [];
+    for (const key of keys) {
+      if (pairs.includes(key)) continue;
+      const index = this.get(key);
+      if (index === undefined) throw new Error(`DeviceIndexes.only: no index for ${key}`);
+      pairs.push(key, index);
+    }
+    return pairs.length === 0 ? DeviceIndexes.EMPTY : new DeviceIndexes(pairs);
+  }
+
+  /** True when this holds exactly `keys`, in that order. */
+  holdsExactly(keys: readonly string[]): boolean {
+    if (keys.length !== this.size) return false;
+    for (let i = 0; i < keys.length; i++) if (this.pairs[2 * i] !== keys[i]) return false;
+    return true;
+  }
+
+  toRecord(): Record<string, number> {
+    const record: Record<string, number> = {};
+    for (const [key, index] of this) record[key] = index;
+    return record;
   }
 
   *[Symbol.iterator](): Iterator<[string, number]> {
-    for (let i = 0; i < this.keys.length; i++) yield [this.keys[i], this.indexes[i]];
+    for (let i = 0; i < this.pairs.length; i += 2) yield [this.pairs[i] as string, this.pairs[i + 1] as number];
+  }
+}
+
+/** One VM in memory: what the file keeps, and the indexes last handed out for it. */
+class VmEntry {
+  /** What assign() last returned for this VM; handed out again while nothing in it changed. */
+  issued: VmIndexes | null = null;
+
+  constructor(
+    readonly index: number,
+    public name: string,
+    public runningSince: number | null,
+    public runId: number,
+    public lastSeen: number,
+    /** Every device the VM ever had: a detached disk re-attached gets its index back. */
+    public disks: DeviceIndexes,
+    public nics: DeviceIndexes,
+  ) {}
+
+  toJSON(): VmEntryJson {
+    const { index, name, runningSince, runId, lastSeen } = this;
+    return { index, name, runningSince, runId, disks: this.disks.toRecord(), nics: this.nics.toRecord(), lastSeen };
   }
 }
 
@@ -88,18 +157,16 @@ export class VmIndexStore {
   /** --dump reads the indexes the daemon uses but must not write them. */
   readOnly = false;
 
-  /**
-   * What the last assign() returned: a VM whose indexes did not change gets
-   * the same object again, so a refresh of 10,000 VMs does not build 20,000
-   * new Maps.
-   */
-  private issued = new Map<string, VmIndexes>();
-
-  private constructor(private readonly file: string | null, private data: StoreFile, private readonly log: StoreLog) {}
+  private constructor(
+    private readonly file: string | null,
+    private lastIndex: number,
+    private readonly vms: Map<string, VmEntry>,
+    private readonly log: StoreLog,
+  ) {}
 
   /** An in-memory store, for --dump and tests that need no persistence. */
   static memory(log: StoreLog): VmIndexStore {
-    return new VmIndexStore(null, emptyFile(), log);
+    return new VmIndexStore(null, 0, new Map(), log);
   }
 
   /**
@@ -116,15 +183,21 @@ export class VmIndexStore {
       if (code !== 'ENOENT') {
         log('error', `cannot read state file ${file}: ${(err as Error).message}; starting with new VM indexes — check the permissions of --state-dir`);
       }
-      return new VmIndexStore(file, emptyFile(), log);
+      return new VmIndexStore(file, 0, new Map(), log);
     }
     try {
-      return new VmIndexStore(file, validate(JSON.parse(text)), log);
+      const data = validate(JSON.parse(text));
+      const vms = new Map<string, VmEntry>();
+      for (const [uuid, e] of Object.entries(data.vms)) {
+        vms.set(uuid, new VmEntry(e.index, e.name, e.runningSince, e.runId, e.lastSeen,
+          DeviceIndexes.fromRecord(e.disks), DeviceIndexes.fromRecord(e.nics)));
+      }
+      return new VmIndexStore(file, data.lastIndex, vms, log);
     } catch (err) {
       const aside = `${file}.corrupt-${Date.now()}`;
       await fs.rename(file, aside).catch(() => undefined);
       log('error', `state file ${file} is corrupt (${(err as Error).message}); moved it to ${aside} and rebuilt the VM index map — VMs may get new vmIndex values once`);
-      const store = new VmIndexStore(file, emptyFile(), log);
+      const store = new VmIndexStore(file, 0, new Map(), log);
       store.dirty = true;
       return store;
     }
@@ -134,17 +207,16 @@ export class VmIndexStore {
   assign(vms: readonly DeviceKeys[], now = Date.now()): Map<string, VmIndexes> {
     const out = new Map<string, VmIndexes>();
     for (const vm of vms) {
-      let e = this.data.vms[vm.uuid];
+      let e = this.vms.get(vm.uuid);
       if (!e) {
-        if (this.data.lastIndex >= MAX_INDEX) throw new Error('vmIndex space exhausted');
-        e = { index: ++this.data.lastIndex, name: vm.name, runningSince: null, runId: -1, disks: {}, nics: {}, lastSeen: now };
-        this.data.vms[vm.uuid] = e;
+        if (this.lastIndex >= MAX_INDEX) throw new Error('vmIndex space exhausted');
+        e = new VmEntry(++this.lastIndex, vm.name, null, -1, now, DeviceIndexes.EMPTY, DeviceIndexes.EMPTY);
+        this.vms.set(vm.uuid, e);
         this.dirty = true;
       }
-      if (e.name !== vm.name) {
-        e.name = vm.name;
-        this.dirty = true;
-      }
+      if (e.name !== vm.name) this.dirty = true;
+      // The record's string, so that the store keeps no copy of its own.
+      e.name = vm.name;
       if (vm.running && (e.runningSince === null || e.runId !== vm.domainId)) {
         e.runningSince = now;
         e.runId = vm.domainId;
@@ -154,63 +226,37 @@ export class VmIndexStore {
         this.dirty = true;
       }
       e.lastSeen = now;
-      const previous = this.issued.get(vm.uuid);
-      const unchanged = previous !== undefined && previous.vmIndex === e.index && previous.runningSince === e.runningSince &&
-        hasExactly(previous.disks, vm.disks) && hasExactly(previous.nics, vm.nics);
-      out.set(vm.uuid, unchanged ? previous : {
-        vmIndex: e.index,
-        runningSince: e.runningSince,
-        disks: this.subIndexes(e.disks, vm.disks),
-        nics: this.subIndexes(e.nics, vm.nics),
-      });
+      const disks = e.disks.withKeys(vm.disks);
+      const nics = e.nics.withKeys(vm.nics);
+      if (disks !== e.disks || nics !== e.nics) this.dirty = true;
+      e.disks = disks;
+      e.nics = nics;
+      const previous = e.issued;
+      const unchanged = previous !== null && previous.runningSince === e.runningSince &&
+        previous.disks.holdsExactly(vm.disks) && previous.nics.holdsExactly(vm.nics);
+      if (!unchanged) {
+        e.issued = { vmIndex: e.index, runningSince: e.runningSince, disks: disks.only(vm.disks), nics: nics.only(vm.nics) };
+      }
+      out.set(vm.uuid, e.issued!);
     }
-    this.issued = out;
     return out;
   }
 
   /** Writes the file if anything changed; errors are logged, never thrown: serving goes on. */
   async save(now = Date.now()): Promise<void> {
     if (!this.dirty || !this.file || this.readOnly) return;
-    for (const [uuid, e] of Object.entries(this.data.vms)) {
-      if (now - e.lastSeen > FORGET_AFTER_MS) delete this.data.vms[uuid];
+    for (const [uuid, e] of this.vms) {
+      if (now - e.lastSeen > FORGET_AFTER_MS) this.vms.delete(uuid);
     }
     try {
       await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      await writeFileAtomic(this.file, JSON.stringify(this.data));
+      const data: StoreFile = { version: 1, lastIndex: this.lastIndex, vms: Object.fromEntries(this.vms) as unknown as Record<string, VmEntryJson> };
+      await writeFileAtomic(this.file, JSON.stringify(data));
       this.dirty = false;
     } catch (err) {
       this.log('error', `cannot write state file ${this.file}: ${(err as Error).message}; VM indexes will not survive a restart until --state-dir is writable`);
     }
   }
-
-  private subIndexes(known: Record<string, number>, keys: readonly string[]): DeviceIndexes {
-    const unique = [...new Set(keys)];
-    const indexes: number[] = [];
-    let highest = 0;
-    for (const v of Object.values(known)) if (v > highest) highest = v;
-    for (const key of unique) {
-      let idx = known[key];
-      if (idx === undefined) {
-        idx = ++highest;
-        known[key] = idx;
-        this.dirty = true;
-      }
-      indexes.push(idx);
-    }
-    return new DeviceIndexes(unique, indexes);
-  }
-
-}
-
-/** True when `issued` maps exactly `keys` (a device's index never changes once given, so the values still hold). */
-function hasExactly(issued: DeviceIndexes, keys: readonly string[]): boolean {
-  if (issued.size !== keys.length) return false;
-  for (const key of keys) if (!issued.has(key)) return false;
-  return true;
-}
-
-function emptyFile(): StoreFile {
-  return { version: 1, lastIndex: 0, vms: {} };
 }
 
 function validate(raw: unknown): StoreFile {
@@ -229,6 +275,10 @@ function validate(raw: unknown): StoreFile {
     if (typeof e.disks !== 'object' || typeof e.nics !== 'object' || e.disks === null || e.nics === null) {
       throw new Error(`entry ${uuid} lacks device maps`);
     }
+    for (const index of [...Object.values(e.disks), ...Object.values(e.nics)]) {
+      if (!Number.isInteger(index) || index < 1) throw new Error(`entry ${uuid} has an invalid device index ${JSON.stringify(index)}`);
+    }
+    if (typeof e.name !== 'string') throw new Error(`entry ${uuid} has no name`);
     if (typeof e.lastSeen !== 'number') e.lastSeen = Date.now();
     if (typeof e.runId !== 'number') e.runId = -1;
     if (e.runningSince !== null && typeof e.runningSince !== 'number') throw new Error(`entry ${uuid} has an invalid runningSince`);

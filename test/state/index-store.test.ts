@@ -55,9 +55,33 @@ describe('VmIndexStore', () => {
     const started = s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'], running: true, domainId: 4 })], 5000).get('aaaa')!;
     expect(started).not.toBe(swapped);
     expect(started.runningSince).toBe(5000);
-    // A VM left out of one assign() is not handed its old object later from a stale table.
+    // Left out of one assign() and back unchanged: the same indexes, still right.
     s.assign([vm('bbbb')]);
-    expect(s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'], running: true, domainId: 4 })], 6000).get('aaaa')).not.toBe(started);
+    expect(s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'], running: true, domainId: 4 })], 6000).get('aaaa')).toBe(started);
+    // Back after a restart meanwhile: a new object with the new start.
+    const restarted = s.assign([vm('aaaa', { ...keys, disks: ['vda', 'sdc'], running: true, domainId: 5 })], 7000).get('aaaa')!;
+    expect(restarted).not.toBe(started);
+    expect(restarted.runningSince).toBe(7000);
+  });
+
+  test('a detached device keeps its index for when it comes back, in memory and across restarts', async () => {
+    const a = await VmIndexStore.load(dir, log);
+    a.assign([vm('aaaa', { disks: ['vda', 'vdb', 'vdc'], nics: ['m1', 'm2'] })]);
+    expect([...a.assign([vm('aaaa', { disks: ['vdc'], nics: [] })]).get('aaaa')!.disks]).toEqual([['vdc', 3]]);
+    await a.save();
+    const b = await VmIndexStore.load(dir, log);
+    const back = b.assign([vm('aaaa', { disks: ['vdb', 'vdd', 'vda'], nics: ['m3', 'm1'] })]).get('aaaa')!;
+    expect([...back.disks]).toEqual([['vdb', 2], ['vdd', 4], ['vda', 1]]);
+    expect([...back.nics]).toEqual([['m3', 3], ['m1', 1]]);
+    expect(back.disks.get('vdd')).toBe(4);
+    expect(back.disks.get('vdc')).toBeUndefined();
+    expect(lines).toEqual([]);
+  });
+
+  test('a key listed twice gets one index and one pair', () => {
+    const s = VmIndexStore.memory(log);
+    const one = s.assign([vm('aaaa', { disks: ['vda', 'vda', 'vdb'], nics: [] })]).get('aaaa')!;
+    expect([...one.disks]).toEqual([['vda', 1], ['vdb', 2]]);
   });
 
   test('runningSince is set when a VM starts, kept while it runs, reset by a new domain id', () => {
@@ -102,6 +126,9 @@ describe('VmIndexStore', () => {
     await fs.writeFile(file, JSON.stringify({ version: 1, lastIndex: 1, vms: { a: entry, b: entry } }));
     await VmIndexStore.load(dir, log);
     expect(lines[0]).toMatch(/index 1 is used twice/);
+    await fs.writeFile(file, JSON.stringify({ version: 1, lastIndex: 1, vms: { a: { ...entry, disks: { vda: 'one' } } } }));
+    await VmIndexStore.load(dir, log);
+    expect(lines[1]).toMatch(/entry a has an invalid device index "one"/);
   });
 
   test('an unwritable state dir is logged, not thrown, and serving goes on', async () => {
