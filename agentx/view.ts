@@ -38,8 +38,31 @@ export class MibView implements Iterable<VarBind> {
     private readonly values: PackedValues,
     private readonly declared: readonly Oid[],
     private readonly slots = values.count,
+    /** Instance number → value that replaces the packed one (see withValues). */
+    private readonly replaced: ReadonlyMap<number, Value> | null = null,
   ) {
     this.cursor = oids.cursor();
+  }
+
+  /**
+   * This view with the values of existing instances replaced, e.g. after a
+   * Set of a scalar: the instances are shared, not rebuilt or copied, so the
+   * agent needs nothing but the view it serves to apply a Set.
+   */
+  withValues(changes: readonly VarBind[]): MibView {
+    const replaced = new Map(this.replaced ?? []);
+    const c = this.oids.cursor();
+    for (const { oid, ...value } of changes) {
+      const i = c.seek(oid);
+      if (i >= this.values.count || c.compare(oid) !== 0) {
+        throw new Error(`MIB view: no instance ${formatOid(oid)} to replace the value of; withValues() replaces, it does not add`);
+      }
+      if (value.type === ValueType.NoSuchObject || value.type === ValueType.NoSuchInstance || value.type === ValueType.EndOfMibView) {
+        throw new Error(`MIB view: instance ${formatOid(oid)} cannot take exception type ${ValueType[value.type]}`);
+      }
+      replaced.set(i, value as Value);
+    }
+    return new MibView(this.oids, this.values, this.declared, this.slots, replaced);
   }
 
   /** Number of instances. */
@@ -60,7 +83,8 @@ export class MibView implements Iterable<VarBind> {
   get(oid: Oid): Value | undefined {
     const c = this.cursor;
     const i = c.seek(oid);
-    return i < this.values.count && c.compare(oid) === 0 ? this.values.valueAt(i) : undefined;
+    if (i >= this.values.count || c.compare(oid) !== 0) return undefined;
+    return this.replaced?.get(i) ?? this.values.valueAt(i);
   }
 
   /**
@@ -73,7 +97,12 @@ export class MibView implements Iterable<VarBind> {
     if (!include && c.index < this.values.count && c.compare(start) === 0) c.advance();
     if (c.index >= this.values.count) return undefined;
     if (end.length > 0 && c.compare(end) >= 0) return undefined;
-    return this.values.varBindAt(c.index, c.oid());
+    return this.varBindAt(c.index, c.oid());
+  }
+
+  private varBindAt(i: number, oid: Oid): VarBind {
+    const replaced = this.replaced?.get(i);
+    return replaced === undefined ? this.values.varBindAt(i, oid) : Object.assign({ oid }, replaced);
   }
 
   /** The declared object whose OID is `oid` or a prefix of it. */
@@ -95,7 +124,7 @@ export class MibView implements Iterable<VarBind> {
   *[Symbol.iterator](): Iterator<VarBind> {
     // A cursor of its own: lookups between two steps must not move it.
     const c = this.oids.cursor();
-    for (; c.index < this.values.count; c.advance()) yield this.values.varBindAt(c.index, c.oid());
+    for (; c.index < this.values.count; c.advance()) yield this.varBindAt(c.index, c.oid());
   }
 }
 

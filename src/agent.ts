@@ -8,19 +8,21 @@ import type { Config } from './config';
 import { collectHost, HostCollectorState } from './collectors/host';
 import { ImagePathResolver } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
-import { buildVmMibView, buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, VmRow, vmRows } from './model/vm-mib';
+import { buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, notificationSwitches, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
 import { operState } from './model/vm-state';
 import { Notification, notificationsFor, VmStateRecord } from './notifications';
 import { releaseFreedNativeMemory } from './native-memory';
 import type { DomainRecord, HypervisorInfo, Snapshot } from './snapshot';
-import { VmIndexStore } from './state/index-store';
+import { VmIndexes, VmIndexStore } from './state/index-store';
 
 /** What the agent needs from libvirt; LibvirtCollector provides it. */
 export interface DomainSource {
   hypervisorInfo(): HypervisorInfo | null;
   /** Every domain, or a rejection while libvirt is unreachable. */
   collect(): Promise<DomainRecord[]>;
+  /** The last good record of every domain, served while libvirt is unreachable. */
+  lastKnown(): DomainRecord[];
   onEvent(cb: (uuid: string) => void): void;
   close(): Promise<void>;
 }
@@ -34,12 +36,18 @@ export interface AgentDeps {
 
 export class VmmAgent {
   readonly responder: Responder;
-  private snapshot: Snapshot | null = null;
-  private rows: VmRow[] = [];
+  // No snapshot, rows or domain records are kept between refreshes: the view
+  // holds every value served, a Set patches the view, and while libvirt is
+  // away the collector's last records are used. Holding the last snapshot
+  // kept 10,000 VMs' records alive while the next refresh made new ones,
+  // both sets at once at the memory peak of every refresh.
+  /** VM indexes of the last refresh, null before the first: a different set of VMs changes vmTableLastChange. */
+  private indexes: Map<string, VmIndexes> | null = null;
   /** Oper states of the last refresh that reached libvirt; null until one has. */
   private states: Map<string, VmStateRecord> | null = null;
   private modelState: ModelState;
-  private lastDomains: DomainRecord[] | null = null;
+  /** Whether any collection has succeeded: before one, there are no domains to serve, not zero. */
+  private collectedOnce = false;
   private libvirtDownSince: number | null = null;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
@@ -149,12 +157,13 @@ export class VmmAgent {
     if (domains) {
       if (this.libvirtDownSince !== null) log('info', 'libvirt is back; serving fresh values');
       this.libvirtDownSince = null;
-      this.lastDomains = domains;
+      this.collectedOnce = true;
     } else if (this.libvirtDownSince === null) {
       this.libvirtDownSince = takenAt;
     }
+    const served = domains ?? (this.collectedOnce ? this.deps.domains.lastKnown() : null);
     const imageFiles: string[] = [];
-    for (const d of this.lastDomains ?? []) {
+    for (const d of served ?? []) {
       for (const disk of d.disks) {
         const image = imageFile(disk);
         if (image !== null) imageFiles.push(image);
@@ -163,7 +172,7 @@ export class VmmAgent {
     const snapshot: Snapshot = {
       takenAt,
       hypervisor: this.deps.domains.hypervisorInfo(),
-      domains: this.lastDomains,
+      domains: served,
       host,
       imagePaths: await this.imagePaths.resolve(imageFiles, takenAt),
     };
@@ -179,7 +188,8 @@ export class VmmAgent {
     })), takenAt);
     const rows = vmRows(snapshot, indexes);
     const lost = this.libvirtDownSince !== null && takenAt - this.libvirtDownSince >= config.libvirtGraceSeconds * 1000;
-    const tableChanged = this.snapshot === null || !sameVms(this.rows, rows);
+    const tableChanged = this.indexes === null || !sameVms(this.indexes, indexes);
+    this.indexes = indexes;
     this.modelState = {
       ...this.modelState,
       libvirtLost: lost,
@@ -189,12 +199,10 @@ export class VmmAgent {
     const state = this.modelState;
     let view = await buildVmMibViewInSlices(snapshot, rows, state, this.currentView ?? undefined);
     // A Set of a notification switch may have changed the model state meanwhile.
-    if (this.modelState !== state) view = buildVmMibView(snapshot, rows, this.modelState, view);
+    if (this.modelState !== state) view = view.withValues(notificationSwitches(this.modelState));
     this.responder.setView(view);
     this.currentView = view;
 
-    this.snapshot = snapshot;
-    this.rows = rows;
     if (domains) {
       // Only fresh data moves the notification baseline: while libvirt is
       // away the last known states stand, so a VM that changed meanwhile is
@@ -229,10 +237,10 @@ export class VmmAgent {
     }
   }
 
-  /** Rebuilds the view from the last snapshot after a Set changed the model state. */
-  private rebuildView(): void {
-    if (!this.snapshot) return;
-    const view = buildVmMibView(this.snapshot, this.rows, this.modelState, this.currentView ?? undefined);
+  /** Serves the notification switches of the model state after a Set changed them. */
+  private applySwitches(): void {
+    if (!this.currentView) return;
+    const view = this.currentView.withValues(notificationSwitches(this.modelState));
     this.responder.setView(view);
     this.currentView = view;
   }
@@ -253,7 +261,7 @@ export class VmmAgent {
     };
     const apply = (enabled: boolean): void => {
       this.modelState = { ...this.modelState, [key]: enabled };
-      this.rebuildView();
+      this.applySwitches();
     };
     return {
       test: check,
@@ -271,9 +279,10 @@ export class VmmAgent {
   }
 }
 
-function sameVms(a: readonly VmRow[], b: readonly VmRow[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i].domain.uuid !== b[i].domain.uuid) return false;
+/** Whether two refreshes saw the same VMs (by UUID). */
+function sameVms(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): boolean {
+  if (a.size !== b.size) return false;
+  for (const uuid of b.keys()) if (!a.has(uuid)) return false;
   return true;
 }
 

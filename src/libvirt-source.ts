@@ -28,6 +28,10 @@ export class LibvirtDomainSource implements DomainSource {
     return this.collector.collect();
   }
 
+  lastKnown(): DomainRecord[] {
+    return this.collector.lastKnown();
+  }
+
   /**
    * Lifecycle and job events name a domain; losing or regaining the
    * connection concerns all of them (uuid ''): either way the agent refreshes

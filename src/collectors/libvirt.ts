@@ -159,6 +159,14 @@ export class LibvirtCollector {
     return this.collecting;
   }
 
+  /**
+   * The last good record of every domain listed by the last collection (or
+   * answering late since): what to serve while libvirt is unreachable.
+   */
+  lastKnown(): DomainRecord[] {
+    return [...this.lastGood.values()];
+  }
+
   /** Deregisters callbacks and closes the connection; the process can then exit. */
   async close(): Promise<void> {
     await this.collecting?.catch(() => undefined);
@@ -299,7 +307,11 @@ export class LibvirtCollector {
     const result = await withDeadline(work, this.domainTimeoutMs, t.name).catch(() => TIMED_OUT);
     if (result !== TIMED_OUT) {
       this.inFlight.delete(t.uuid);
-      return result as Outcome;
+      const outcome = result as Outcome;
+      // Replaced now rather than when the collection ends, so that the old
+      // record can be freed while the other domains are still being asked.
+      if (outcome.kind === 'ok') this.lastGood.set(t.uuid, outcome.record);
+      return outcome;
     }
     this.logOnce(`${t.uuid}:late`, 'warn',
       `domain ${t.name} (${t.uuid}) did not answer within ${this.domainTimeoutMs} ms; serving its previous values`);
@@ -330,7 +342,6 @@ export class LibvirtCollector {
       const o = outcomes.get(t.uuid);
       if (o === undefined) continue;
       if (o.kind === 'ok') {
-        this.lastGood.set(t.uuid, o.record);
         const wasLate = this.logged.delete(`${t.uuid}:late`);
         const wasFailing = this.logged.delete(`${t.uuid}:failed`);
         if (wasLate || wasFailing) this.log('info', `domain ${t.name} (${t.uuid}) answers again`);

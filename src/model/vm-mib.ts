@@ -1,7 +1,7 @@
 // Snapshot → VM-MIB rows. Pure: the same snapshot and indexes give the same
 // view. Every choice of how a libvirt fact becomes an RFC 7666 value is made
 // here (and listed in README.md under "Mapping").
-import { MibView, MibViewBuilder, Oid, Value } from '../../agentx';
+import { MibView, MibViewBuilder, Oid, Value, VarBind } from '../../agentx';
 import type { DiskRecord, DomainRecord, HostInfo, NicRecord, Snapshot } from '../snapshot';
 import { filesystemFor } from '../collectors/mounts';
 import type { VmIndexes } from '../state/index-store';
@@ -112,9 +112,24 @@ function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[]
     () => addTable(b, vmStorageTable(rows, snapshot.host, snapshot.imagePaths)),
     () => {
       addTable(b, vmNetworkTable(rows, snapshot.host));
-      scalar(O.vmPerVMNotificationsEnabled, integer(state.perVmNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
-      scalar(O.vmBulkNotificationsEnabled, integer(state.bulkNotificationsEnabled ? O.TruthValue.True : O.TruthValue.False));
+      for (const { oid, ...value } of notificationSwitches(state)) {
+        b.declareObject(oid.slice(0, -1));
+        b.add(oid, value as Value);
+      }
     },
+  ];
+}
+
+/**
+ * vmPerVMNotificationsEnabled.0 and vmBulkNotificationsEnabled.0 for a model
+ * state: part of every view, and what a Set of them replaces in the view
+ * being served (MibView.withValues), with no rebuild.
+ */
+export function notificationSwitches(state: ModelState): VarBind[] {
+  const truth = (on: boolean): Value => integer(on ? O.TruthValue.True : O.TruthValue.False);
+  return [
+    { oid: [...O.vmPerVMNotificationsEnabled, 0], ...truth(state.perVmNotificationsEnabled) },
+    { oid: [...O.vmBulkNotificationsEnabled, 0], ...truth(state.bulkNotificationsEnabled) },
   ];
 }
 

@@ -221,6 +221,26 @@ describe('MibViewBuilder', () => {
     expect(second.size).toBe(1);
     expect(first.size).toBe(1);
   });
+
+  test('withValues gives a view with some values replaced, by get, next and iteration, and leaves the original alone', () => {
+    const view = smallView();
+    const patched = view.withValues([{ oid: o('1.3.6.1.4.1.9.2.1.2.7'), type: ValueType.Integer, value: 99 }]);
+    expect(patched.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toEqual(int(99));
+    expect(patched.next(o('1.3.6.1.4.1.9.2.1.2.1'), false)).toEqual({ oid: o('1.3.6.1.4.1.9.2.1.2.7'), ...int(99) });
+    expect([...patched].map((vb) => ('value' in vb ? vb.value : null))).toEqual([11, Buffer.from('host'), 21, 99, 31, 37]);
+    expect(view.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toEqual(int(27));
+    // A second patch keeps the first.
+    const twice = patched.withValues([{ oid: o('1.3.6.1.4.1.9.1.1.0'), type: ValueType.Gauge32, value: 5 }]);
+    expect(twice.get(o('1.3.6.1.4.1.9.1.1.0'))).toEqual({ type: ValueType.Gauge32, value: 5 });
+    expect(twice.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toEqual(int(99));
+    expect(twice.size).toBe(view.size);
+  });
+
+  test('withValues refuses an instance the view does not have, and exception values', () => {
+    const view = smallView();
+    expect(() => view.withValues([{ oid: o('1.3.6.1.4.1.9.2.1.2.8'), ...int(1) }])).toThrow('no instance 1.3.6.1.4.1.9.2.1.2.8');
+    expect(() => view.withValues([{ oid: o('1.3.6.1.4.1.9.2.1.2.7'), type: ValueType.NoSuchInstance }])).toThrow('exception type');
+  });
 });
 
 describe('MibView at scale', () => {

@@ -16,6 +16,7 @@ describe('VmmAgent refresh', () => {
     const source: DomainSource = {
       hypervisorInfo: () => null,
       collect: async () => next,
+      lastKnown: () => next,
       onEvent: () => undefined,
       close: async () => undefined,
     };
