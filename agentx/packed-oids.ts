@@ -16,6 +16,8 @@ import type { Oid } from './pdu';
 /** OIDs per block: a lookup decodes at most this many entries after its binary search. */
 export const OID_BLOCK = 16;
 const MAX_OID_LENGTH = 128;
+/** The most one entry can take: 2 header bytes and at most 5 per sub-id. */
+const MAX_ENTRY_BYTES = 2 + 5 * MAX_OID_LENGTH;
 
 export class PackedOids {
   /** Use PackedOidsWriter. `blockStarts[b]` is the byte offset of entry b * OID_BLOCK. */
@@ -179,7 +181,10 @@ export class PackedOidsWriter {
 
   /** `byteCapacity`: the expected total size (e.g. the previous view's), so that building allocates once. */
   constructor(byteCapacity = 4096, expectedCount = 0) {
-    this.bytes = new Uint8Array(Math.max(byteCapacity, 64));
+    // Room for one more entry of the longest kind: push() reserves that much
+    // before it knows how much the entry takes, so an exact capacity would
+    // double the buffer (and finish() copy it back) at the very last OID.
+    this.bytes = new Uint8Array(Math.max(byteCapacity, 64) + MAX_ENTRY_BYTES);
     this.blockStarts = new Uint32Array(Math.max(Math.ceil(expectedCount / OID_BLOCK), 16));
   }
 
@@ -209,7 +214,6 @@ export class PackedOidsWriter {
       const n = this.previousLength < oid.length ? this.previousLength : oid.length;
       while (shared < n && this.previous[shared] === oid[shared]) shared++;
     }
-    // 2 header bytes and at most 5 per sub-id.
     this.reserve(2 + 5 * (oid.length - shared));
     const bytes = this.bytes;
     let p = this.used;
@@ -232,7 +236,9 @@ export class PackedOidsWriter {
   /** The OIDs so far, sized to fit; the writer starts empty again. */
   finish(): PackedOids {
     const blocks = Math.ceil(this.count / OID_BLOCK);
-    const bytes = this.bytes.length === this.used ? this.bytes : this.bytes.slice(0, this.used);
+    // A little spare (as left by a right expected size) is kept rather than copied away.
+    const spare = this.bytes.length - this.used;
+    const bytes = spare <= MAX_ENTRY_BYTES + this.used / 64 ? this.bytes.subarray(0, this.used) : this.bytes.slice(0, this.used);
     const starts = this.blockStarts.length === blocks ? this.blockStarts : this.blockStarts.slice(0, blocks);
     const out = new PackedOids(bytes, starts, this.count);
     this.bytes = new Uint8Array(64);

@@ -46,6 +46,21 @@ describe('PackedOids', () => {
     expect(packed.byteLength / column.length).toBeGreaterThan(3);
   });
 
+  test('a writer told the size of the previous set allocates once and copies nothing, down to the last OID', () => {
+    // Small sub-ids: each entry takes far less than the most push() reserves for it.
+    const oids = Array.from({ length: 1000 }, (_, row) => [1, 3, 6, 1, 2, 1, 236, 1, 3, 1, 5, row + 1]);
+    const previous = pack(oids);
+    const writer = new PackedOidsWriter(previous.byteLength, previous.count);
+    const buffer = (): ArrayBufferLike => (writer as unknown as { bytes: Uint8Array }).bytes.buffer;
+    const first = buffer();
+    for (const oid of oids) writer.push(oid);
+    expect(buffer()).toBe(first);
+    const again = writer.finish();
+    expect(again.byteLength).toBe(previous.byteLength);
+    expect((again as unknown as { bytes: Uint8Array }).bytes.buffer).toBe(first);
+    expect(unpack(again)).toEqual(unpack(previous));
+  });
+
   test('seek finds the first OID >= the target, from any cursor position', () => {
     const oids = awkwardSorted();
     const packed = pack(oids);
