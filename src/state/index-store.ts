@@ -64,7 +64,18 @@ export class DeviceIndexes implements Iterable<[string, number]> {
   static fromRecord(record: Record<string, number>): DeviceIndexes {
     const pairs: (string | number)[] = [];
     for (const [key, index] of Object.entries(record)) pairs.push(key, index);
-    return pairs.length === 0 ? DeviceIndexes.EMPTY : new DeviceIndexes(pairs);
+    return DeviceIndexes.of(pairs);
+  }
+
+  /**
+   * Copies `pairs` into an array of exactly their length: one grown by
+   * push() keeps room for ~17 elements, which made these 230 bytes each.
+   */
+  private static of(pairs: readonly (string | number)[]): DeviceIndexes {
+    if (pairs.length === 0) return DeviceIndexes.EMPTY;
+    const exact = new Array<string | number>(pairs.length);
+    for (let i = 0; i < pairs.length; i++) exact[i] = pairs[i];
+    return new DeviceIndexes(exact);
   }
 
   get size(): number {
@@ -91,7 +102,7 @@ export class DeviceIndexes implements Iterable<[string, number]> {
       pairs ??= this.pairs.slice();
       pairs.push(key, ++highest);
     }
-    return pairs === null ? this : new DeviceIndexes(pairs);
+    return pairs === null ? this : DeviceIndexes.of(pairs);
   }
 
   /** The pairs of `keys` (each once, in that order; all must be here); this object when that is exactly what it holds. */
@@ -104,7 +115,7 @@ export class DeviceIndexes implements Iterable<[string, number]> {
       if (index === undefined) throw new Error(`DeviceIndexes.only: no index for ${key}`);
       pairs.push(key, index);
     }
-    return pairs.length === 0 ? DeviceIndexes.EMPTY : new DeviceIndexes(pairs);
+    return DeviceIndexes.of(pairs);
   }
 
   /** True when this holds exactly `keys`, in that order. */
