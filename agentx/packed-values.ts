@@ -28,17 +28,32 @@ export class PackedValues {
   private words: Uint32Array;
   private bytes: Buffer;
   private byteCount = 0;
+  /**
+   * True while `bytes` is the byte pool of the values this set replaces
+   * (poolBasis) and every octet string so far equalled its bytes there: the
+   * names, UUIDs, paths and MACs of a view rarely change between refreshes,
+   * so the pool is then shared rather than copied (1.8 MB at 10,000 VMs).
+   */
+  private poolShared: boolean;
+  private readonly plannedBytes: number;
   private readonly boxed: Map<number, Value>;
 
-  constructor(capacity = 256, byteCapacity = 4096, boxed = new Map<number, Value>()) {
+  constructor(capacity = 256, byteCapacity = 4096, boxed = new Map<number, Value>(), poolBasis: Buffer | null = null) {
     this.kinds = new Uint8Array(capacity);
     // Three views of one buffer: an instance's 8-byte slot is read as whichever its kind needs.
     const slots = new ArrayBuffer(8 * capacity);
     this.numbers = new Float64Array(slots);
     this.bigints = new BigUint64Array(slots);
     this.words = new Uint32Array(slots);
-    this.bytes = Buffer.alloc(byteCapacity);
+    this.poolShared = poolBasis !== null && poolBasis.length > 0;
+    this.plannedBytes = byteCapacity;
+    this.bytes = this.poolShared ? (poolBasis as Buffer) : Buffer.alloc(byteCapacity);
     this.boxed = boxed;
+  }
+
+  /** The byte pool, for the next set's poolBasis. */
+  get pool(): Buffer {
+    return this.bytes;
   }
 
   push(value: Value): void {
@@ -83,6 +98,17 @@ export class PackedValues {
       case ValueType.IpAddress: {
         if (!Buffer.isBuffer(value.value)) break;
         const length = value.value.length;
+        if (this.poolShared) {
+          const at = this.byteCount;
+          if (at + length <= this.bytes.length && value.value.compare(this.bytes, at, at + length) === 0) {
+            this.kinds[i] = value.type;
+            this.words[2 * i] = at;
+            this.words[2 * i + 1] = length;
+            this.byteCount = at + length;
+            return;
+          }
+          this.ownPool();
+        }
         if (this.byteCount + length > this.bytes.length) {
           let size = Math.max(2 * this.bytes.length, 4096);
           while (size < this.byteCount + length) size *= 2;
@@ -161,13 +187,15 @@ export class PackedValues {
 
   /** Sized to the contents (a copy unless it already is): the builder's spare capacity is not kept for the view's lifetime. */
   trimmed(): PackedValues {
-    if (this.kinds.length === this.count && this.bytes.length === this.byteCount) return this;
-    const out = new PackedValues(this.count, this.byteCount, this.boxed);
+    // A pool with little spare (or the shared one of the set before) is kept as it is.
+    const keepPool = this.poolShared || this.bytes.length - this.byteCount <= this.byteCount / 8;
+    if (this.kinds.length === this.count && keepPool) return this;
+    const out = new PackedValues(this.count, 0, this.boxed);
     out.count = this.count;
     out.byteCount = this.byteCount;
     out.kinds.set(this.kinds.subarray(0, this.count));
     out.words.set(this.words.subarray(0, 2 * this.count));
-    this.bytes.copy(out.bytes, 0, 0, this.byteCount);
+    out.bytes = keepPool ? this.bytes : Buffer.from(this.bytes.subarray(0, this.byteCount));
     return out;
   }
 
@@ -200,6 +228,14 @@ export class PackedValues {
     return value;
   }
 
+  /** Stops sharing the basis pool: its bytes so far are copied into a pool of this set's own. */
+  private ownPool(): void {
+    const own = Buffer.alloc(Math.max(this.plannedBytes, this.byteCount + 4096));
+    this.bytes.copy(own, 0, 0, this.byteCount);
+    this.bytes = own;
+    this.poolShared = false;
+  }
+
   private resize(capacity: number, byteCapacity: number): void {
     if (capacity !== this.kinds.length) {
       // Every slot is kept, not only the counted ones: values placed ahead live beyond count.
@@ -217,6 +253,7 @@ export class PackedValues {
       const bytes = Buffer.alloc(byteCapacity);
       this.bytes.copy(bytes, 0, 0, this.byteCount);
       this.bytes = bytes;
+      this.poolShared = false;
     }
   }
 }

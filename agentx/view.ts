@@ -34,8 +34,10 @@ export class MibView implements Iterable<VarBind> {
 
   /** Use MibViewBuilder. `objects` is sorted and no object is a prefix of another. */
   constructor(
-    private readonly oids: PackedOids,
-    private readonly values: PackedValues,
+    /** @internal read by the next view's builder, to share what did not change */
+    readonly oids: PackedOids,
+    /** @internal read by the next view's builder, to share what did not change */
+    readonly values: PackedValues,
     private readonly declared: readonly Oid[],
     private readonly slots = values.count,
     /** Instance number → value that replaces the packed one (see withValues). */
@@ -145,13 +147,19 @@ export class MibViewBuilder {
   private slotsNeeded = 0;
 
   /**
-   * `expected`: sizes to allocate for up front (e.g. the previous view's).
-   * Growing by doubling and trimming at build() would otherwise hold up to
-   * three copies of every array at once.
+   * `previous`: the view this one will replace, or just its sizes. Its sizes
+   * are allocated up front: growing by doubling and trimming at build()
+   * would otherwise hold up to three copies of every array at once. Given
+   * the view itself, the new one also shares its instance OIDs and its
+   * octet-string bytes where they turn out the same (packed-oids.ts,
+   * packed-values.ts), which at a steady refresh they usually all are.
    */
-  constructor(expected?: MibViewSizes) {
-    this.oids = new PackedOidsWriter(expected?.oidBytes ?? 0, expected?.instances ?? 0);
-    this.values = new PackedValues(Math.max(expected?.slots ?? 0, expected?.instances ?? 0, 256), Math.max(expected?.octets ?? 0, 4096));
+  constructor(previous?: MibViewSizes | MibView) {
+    const expected = previous instanceof MibView ? previous.sizes() : previous;
+    const basis = previous instanceof MibView ? previous : null;
+    this.oids = new PackedOidsWriter(expected?.oidBytes ?? 0, expected?.instances ?? 0, basis?.oids ?? null);
+    this.values = new PackedValues(Math.max(expected?.slots ?? 0, expected?.instances ?? 0, 256), Math.max(expected?.octets ?? 0, 4096),
+      undefined, basis?.values.pool ?? null);
   }
 
   /** Declares a scalar or column object: Get of a missing instance under it is noSuchInstance. */

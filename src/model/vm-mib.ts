@@ -66,7 +66,7 @@ export function vmRows(snapshot: Snapshot, indexes: Map<string, VmIndexes>): VmR
 
 /** `previous`: the view this one replaces, whose sizes it most likely shares (so the builder allocates once). */
 export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state: ModelState, previous?: MibView): MibView {
-  const b = new MibViewBuilder(previous?.sizes());
+  const b = new MibViewBuilder(previous);
   for (const step of viewSteps(b, snapshot, rows, state)) step();
   return b.build();
 }
@@ -82,7 +82,7 @@ export async function buildVmMibViewInSlices(
   state: ModelState,
   previous?: MibView,
 ): Promise<MibView> {
-  const b = new MibViewBuilder(previous?.sizes());
+  const b = new MibViewBuilder(previous);
   for (const step of viewSteps(b, snapshot, rows, state)) {
     step();
     await new Promise<void>((resolve) => setImmediate(resolve));

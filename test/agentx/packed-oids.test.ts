@@ -61,6 +61,44 @@ describe('PackedOids', () => {
     expect(unpack(again)).toEqual(unpack(previous));
   });
 
+  test('a writer given the set it replaces returns that set itself when the OIDs are the same, and writes nothing', () => {
+    const oids = awkwardSorted();
+    const basis = pack(oids);
+    const writer = new PackedOidsWriter(basis.byteLength, basis.count, basis);
+    for (const oid of oids) {
+      expect(writer.compareToLast(oid)).toBeLessThan(0);
+      writer.push(oid);
+    }
+    expect((writer as unknown as { bytes: Uint8Array }).bytes.length).toBe(0);
+    expect(writer.finish()).toBe(basis);
+  });
+
+  test('a writer given a basis that differs anywhere (first, inside a block, at a block head, last, fewer, more) gives the same set as one without', () => {
+    const base = Array.from({ length: 5 * OID_BLOCK + 3 }, (_, row) => [1, 3, 6, 1, 2, 1, 236, 1, 3, 1, 5, 2 * row + 2]);
+    const variants: [string, Oid[]][] = [
+      ['first', [[1, 3, 6, 1, 2, 1, 236, 1, 3, 1, 5, 1], ...base.slice(1)]],
+      ['inside a block', base.map((o, i) => (i === OID_BLOCK + 5 ? [...o.slice(0, -1), o[11] + 1] : o))],
+      ['at a block head', base.map((o, i) => (i === 2 * OID_BLOCK ? [...o.slice(0, -1), o[11] - 1] : o))],
+      ['last', base.map((o, i) => (i === base.length - 1 ? [...o, 0] : o))],
+      ['fewer', base.slice(0, 2 * OID_BLOCK)],
+      ['more', [...base, [1, 3, 6, 1, 2, 1, 236, 1, 4]]],
+      ['a longer varint', base.map((o, i) => (i === 7 ? [...o.slice(0, -1), o[11] + 1, 200000] : o))],
+    ];
+    for (const [what, oids] of variants) {
+      const basis = pack(base);
+      const writer = new PackedOidsWriter(basis.byteLength, basis.count, basis);
+      for (const oid of oids) writer.push(oid);
+      const packed = writer.finish();
+      expect([what, unpack(packed)]).toEqual([what, oids.map(formatOid)]);
+      expect([what, packed.byteLength]).toEqual([what, pack(oids).byteLength]);
+      for (const target of [oids[0], oids[OID_BLOCK + 5], oids[oids.length - 1], [1, 3, 6, 1, 2, 1, 236, 1, 3, 1, 5, 40]]) {
+        expect([what, packed.cursor().seek(target)]).toEqual([what, linearLowerBound(oids, target)]);
+      }
+      // The basis is left as it was.
+      expect(unpack(basis)).toEqual(base.map(formatOid));
+    }
+  });
+
   test('seek finds the first OID >= the target, from any cursor position', () => {
     const oids = awkwardSorted();
     const packed = pack(oids);

@@ -4,6 +4,7 @@ import { MibView, MibViewBuilder } from '../../agentx/view';
 import { ValueType } from '../../agentx/pdu';
 import type { Oid, Value, VarBind } from '../../agentx/pdu';
 import { compareOids, formatOid, parseOid } from '../../agentx/oid';
+import { mulberry32 } from '../harness/mulberry32';
 
 const int = (value: number): Value => ({ type: ValueType.Integer, value });
 const o = parseOid;
@@ -220,6 +221,45 @@ describe('MibViewBuilder', () => {
     const second = builder.add(o('1.4'), int(2)).build();
     expect(second.size).toBe(1);
     expect(first.size).toBe(1);
+  });
+
+  test('a view built after another shares its OIDs and octet bytes while they are the same, and is right whatever changed', () => {
+    const str = (text: string): Value => ({ type: ValueType.OctetString, value: Buffer.from(text) });
+    type Spec = { rows: number[]; names: Map<number, string>; counter: number };
+    const build = (spec: Spec, previous?: MibView): MibView => {
+      const b = new MibViewBuilder(previous).declareObject(o('1.3.6.1.4.1.9.1')).add(o('1.3.6.1.4.1.9.1.0'), int(spec.counter));
+      const t = b.table(o('1.3.6.1.4.1.9.2.1'), [2, 3], spec.rows.length);
+      for (const r of spec.rows) t.row([r], [str(spec.names.get(r) ?? `vm-${r}`), int(r * spec.counter)]);
+      t.end();
+      return b.build();
+    };
+    const dump = (view: MibView): string[] => [...view].map((vb) => `${formatOid(vb.oid)}=${'value' in vb ? String(vb.value) : ''}`);
+    const first: Spec = { rows: [1, 2, 3, 5, 8, 13], names: new Map(), counter: 1 };
+    let previous = build(first);
+    // Only numbers change: both shared.
+    const counted = build({ ...first, counter: 2 }, previous);
+    expect(counted.oids).toBe(previous.oids);
+    expect(counted.values.pool).toBe(previous.values.pool);
+    expect(dump(counted)).toEqual(dump(build({ ...first, counter: 2 })));
+    // A name changes: the OIDs are still shared, the bytes no longer.
+    const renamed = build({ ...first, names: new Map([[5, 'vm-five']]), counter: 2 }, counted);
+    expect(renamed.oids).toBe(previous.oids);
+    expect(renamed.values.pool).not.toBe(previous.values.pool);
+    expect(dump(renamed)).toEqual(dump(build({ ...first, names: new Map([[5, 'vm-five']]), counter: 2 })));
+    expect(dump(counted)).toEqual(dump(build({ ...first, counter: 2 })));
+    // Random changes of rows, names and values, each view built after the one before.
+    const next = mulberry32(11);
+    previous = renamed;
+    for (let round = 0; round < 40; round++) {
+      const rows = [...new Set(Array.from({ length: 1 + (next() % 40) }, () => 1 + (next() % 60)))].sort((a, b) => a - b);
+      const names = new Map(rows.filter(() => next() % 4 === 0).map((r) => [r, `renamed-${next() % 3}`] as [number, string]));
+      const spec = { rows, names, counter: next() % 3 };
+      const view = build(spec, previous);
+      expect(dump(view)).toEqual(dump(build(spec)));
+      expect(view.get(o('1.3.6.1.4.1.9.1.0'))).toEqual(int(spec.counter));
+      expect(dump(previous)).toEqual(dump(previous));
+      previous = view;
+    }
   });
 
   test('withValues gives a view with some values replaced, by get, next and iteration, and leaves the original alone', () => {
