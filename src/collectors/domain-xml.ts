@@ -88,6 +88,15 @@ function detached(s: string): string {
   return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
 }
 
+/**
+ * A string built by concatenation as one flat string: V8 keeps a template
+ * result as a tree of its parts (a "cons string", ~100 bytes for a network
+ * disk URI) until something flattens it, and cached facts live long.
+ */
+function flat(s: string | null): string | null {
+  return s === null ? null : detached(s);
+}
+
 export function parseDomainXml(xml: string): DomainXmlFacts {
   let doc: XmlNode;
   try {
@@ -194,7 +203,7 @@ function parseDisk(disk: XmlNode): XmlDisk {
     sourceKind,
     device,
     format: wordAttr(first(disk, 'driver'), 'type') ?? null,
-    source: diskSource(sourceKind, first(disk, 'source')),
+    source: flat(diskSource(sourceKind, first(disk, 'source'))),
     // A CD-ROM is read-only media even when the XML omits <readonly/>.
     readonly: first(disk, 'readonly') !== undefined || device === 'cdrom',
     bus: wordAttr(target, 'bus') ?? null,
