@@ -183,7 +183,10 @@ export async function resolveImagePaths(files: Iterable<string>): Promise<Map<st
   const unique = [...new Set(files)].filter((f) => path.isAbsolute(f));
   const resolved = new Map<string, string>();
   await forEachLimited(unique, REALPATH_CONCURRENCY, async (f) => {
-    resolved.set(f, await realpath(f).catch(() => path.normalize(f)));
+    const real = await realpath(f).catch(() => path.normalize(f));
+    // The same string when nothing changed (the usual case): a cache of
+    // 20,000 paths then holds each once, not twice.
+    resolved.set(f, real === f ? f : real);
   });
   return resolved;
 }
