@@ -67,6 +67,16 @@ export class MibView implements Iterable<VarBind> {
     return new MibView(this.oids, this.values, this.declared, this.slots, replaced);
   }
 
+  /**
+   * Frees this view's values at once (see PackedValues.release); for the
+   * owner of a view it has just replaced with one built anew. The view must
+   * not be read again: it then holds no instances. Views made from it with
+   * withValues() share its values and must be replaced as well.
+   */
+  release(): void {
+    this.values.release();
+  }
+
   /** Number of instances. */
   get size(): number {
     return this.values.count;

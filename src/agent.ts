@@ -200,8 +200,13 @@ export class VmmAgent {
     let view = await buildVmMibViewInSlices(snapshot, rows, state, this.currentView ?? undefined);
     // A Set of a notification switch may have changed the model state meanwhile.
     if (this.modelState !== state) view = view.withValues(notificationSwitches(this.modelState));
+    const replaced = this.currentView;
     this.responder.setView(view);
     this.currentView = view;
+    // Nothing reads the replaced view any more (requests are answered from
+    // the current one, synchronously), and the new one was built anew, not
+    // patched from it: its values can go now rather than at the next GC.
+    replaced?.release();
 
     if (domains) {
       // Only fresh data moves the notification baseline: while libvirt is

@@ -262,6 +262,33 @@ describe('MibViewBuilder', () => {
     }
   });
 
+  test('release() gives a view\'s values back without a GC; the view is then empty, and the one built after it unharmed', async () => {
+    const build = (previous?: MibView): MibView => {
+      const b = new MibViewBuilder(previous);
+      const t = b.table(o('1.3.6.1.4.1.9.2.1'), [2, 3], 200_000);
+      for (let r = 1; r <= 200_000; r++) t.row([r], [int(r), { type: ValueType.OctetString, value: Buffer.from(`row-${r}`) }]);
+      t.end();
+      return b.build();
+    };
+    const old = build();
+    const next = build(old);
+    await new Promise((resolve) => setImmediate(resolve));
+    const before = process.memoryUsage().arrayBuffers;
+    old.release();
+    // The ports close on the next turn of the event loop.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const freed = before - process.memoryUsage().arrayBuffers;
+    // 400,000 kinds (1 byte) and slots (8 bytes); the shared OIDs and octets stay.
+    expect(freed).toBeGreaterThan(3_000_000);
+    expect(freed).toBeLessThan(4_500_000);
+    expect(old.size).toBe(0);
+    expect(old.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toBeUndefined();
+    expect(old.next(o('1.3.6.1.4.1.9.2.1'), false)).toBeUndefined();
+    expect(next.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toEqual(int(7));
+    expect(next.get(o('1.3.6.1.4.1.9.2.1.3.199999'))).toEqual({ type: ValueType.OctetString, value: Buffer.from('row-199999') });
+    expect(next.size).toBe(400_000);
+  });
+
   test('withValues gives a view with some values replaced, by get, next and iteration, and leaves the original alone', () => {
     const view = smallView();
     const patched = view.withValues([{ oid: o('1.3.6.1.4.1.9.2.1.2.7'), type: ValueType.Integer, value: 99 }]);
