@@ -7,6 +7,7 @@ export { PduFramer, FramingError } from './framer';
 export type { RequestHandler, RequestContext, SetResult, WritableObject } from './handler';
 export { MibView, MibViewBuilder } from './view';
 export { MibTableBuilder } from './table-builder';
+export { freeNow } from './free-now';
 export { Responder } from './responder';
 export type { ResponderOptions } from './responder';
 export {

@@ -2,7 +2,7 @@
 // one Value object per instance: at 10,000 VMs a view holds ~600,000
 // instances, and an object each (plus a Buffer per octet string) cost tens of
 // megabytes of heap that every major GC had to trace.
-import { MessageChannel } from 'worker_threads';
+import { freeNow } from './free-now';
 import { ValueType } from './pdu';
 import type { Oid, Value, VarBind } from './pdu';
 
@@ -267,22 +267,4 @@ export class PackedValues {
       this.poolShared = false;
     }
   }
-}
-
-/**
- * Gives the memory of ArrayBuffers back at once. A buffer transferred in a
- * message is detached (its typed arrays read as empty) and its memory moves
- * into the message; closing both ports drops the undelivered message, and
- * the memory with it, without waiting for a GC. (Node 20 has no
- * ArrayBuffer.prototype.transfer.) A view's values are 5-6 MB at 10,000 VMs
- * and would otherwise stay resident until the next major GC, which comes
- * after the next refresh has started allocating.
- */
-function freeNow(buffers: ArrayBufferLike[]): void {
-  const transferable = buffers.filter((b): b is ArrayBuffer => b instanceof ArrayBuffer && b.byteLength > 0);
-  if (transferable.length === 0) return;
-  const { port1, port2 } = new MessageChannel();
-  port1.postMessage(null, transferable);
-  port1.close();
-  port2.close();
 }

@@ -47,6 +47,7 @@ import {
   type DomainTarget,
   type DriverSupport,
 } from './libvirt-domain';
+import { LastGoodRecords } from './last-good';
 import { forEachLimited } from './limited';
 
 export type { JobCompletedListener, LifecycleListener } from '../libvirt/domain-events';
@@ -95,9 +96,9 @@ export class LibvirtCollector {
   private collecting: Promise<DomainRecord[]> | null = null;
   private listPending = false;
 
-  private readonly lastGood = new Map<string, DomainRecord>();
   private readonly inFlight = new Set<string>();
   private readonly xmlCache = new Map<string, { digest: string; facts: DomainXmlFacts }>();
+  private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts);
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
   private readonly logged = new Map<string, string>();
 
@@ -164,7 +165,7 @@ export class LibvirtCollector {
    * answering late since): what to serve while libvirt is unreachable.
    */
   lastKnown(): DomainRecord[] {
-    return [...this.lastGood.values()];
+    return this.lastGood.values();
   }
 
   /** Deregisters callbacks and closes the connection; the process can then exit. */
@@ -184,6 +185,10 @@ export class LibvirtCollector {
       // A list that missed its deadline still holds a pool thread; do not add another.
       throw new LibvirtError('collect', ErrorCode.OPERATION_TIMEOUT, 0, 'libvirt has not answered the previous domain list yet');
     }
+    // The previous collection's records are packed now rather than when it
+    // ended: the agent was still building its view from them then, so both
+    // forms would have been held at once, at the refresh's memory peak.
+    this.lastGood.pack();
     retainConnection(conn);
     try {
       return await this.collectFrom(conn);
@@ -362,7 +367,7 @@ export class LibvirtCollector {
     }
 
     const listed = new Set(targets.map((t) => t.uuid));
-    for (const uuid of [...this.lastGood.keys()]) if (!listed.has(uuid)) this.forget(uuid);
+    for (const uuid of this.lastGood.uuids()) if (!listed.has(uuid)) this.forget(uuid);
     return records;
   }
 

@@ -1,0 +1,176 @@
+import { LastGoodRecords } from '../../src/collectors/last-good';
+import type { DomainXmlFacts } from '../../src/collectors/domain-xml';
+import type { DiskRecord, DomainRecord, NicRecord } from '../../src/snapshot';
+import { mulberry32 } from '../harness/mulberry32';
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** Facts and a record built from them the way queryDomain builds one, with random values and nulls. */
+function randomDomain(seed: number): { facts: DomainXmlFacts; record: DomainRecord } {
+  const next = mulberry32(seed);
+  const pick = <T>(...options: T[]): T => options[next() % options.length];
+  const big = (): bigint => pick(0n, 1n, U64_MAX, (BigInt(next()) << 32n) | BigInt(next()));
+  const orNull = <T>(value: T): T | null => (next() % 4 === 0 ? null : value);
+  const uuid = `${seed.toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
+  const nics: NicRecord[] = [{ kind: 'bridge', mac: '52:54:00:00:00:01', model: 'virtio', hostDevice: 'vnet0', source: 'br0' }];
+  const disks = Array.from({ length: next() % 4 }, (_, i) => ({
+    target: `vd${String.fromCharCode(97 + i)}`,
+    sourceKind: pick('file', 'block', 'network'),
+    device: 'disk',
+    format: orNull('qcow2'),
+    source: orNull(`/images/${seed}-${i}.qcow2`),
+    readonly: next() % 2 === 0,
+    bus: orNull('virtio'),
+  }));
+  const facts: DomainXmlFacts = {
+    name: `vm-${seed}`,
+    uuid,
+    osType: 'hvm',
+    curVcpus: 2,
+    maxVcpus: 4,
+    onlineVcpus: [0, 1],
+    memoryKiB: 4194304n,
+    currentMemoryKiB: null,
+    hotplugMemoryKiB: orNull(8388608n),
+    vcpuPins: [],
+    defaultCpuset: null,
+    placementAuto: false,
+    disks,
+    nics,
+  };
+  const lists = [Object.freeze([0, 1]), Object.freeze([2]), Object.freeze([0, 1, 2, 3])];
+  const record: DomainRecord = {
+    uuid,
+    name: next() % 5 === 0 ? `renamed-ä-${seed}` : facts.name,
+    id: pick(-1, 7, 2147483647),
+    state: next() % 8,
+    reason: next() % 12,
+    autostart: pick(null, true, false),
+    persistent: pick(null, true, false),
+    managedSave: next() % 2 === 0,
+    osType: facts.osType,
+    curVcpus: facts.curVcpus,
+    maxVcpus: facts.maxVcpus,
+    memoryKiB: big(),
+    maxMemoryKiB: facts.memoryKiB,
+    hotplugMemoryKiB: facts.hotplugMemoryKiB,
+    cpuTimeNs: big(),
+    vcpus: Array.from({ length: next() % 5 }, (_, i) => ({
+      number: pick(i, 4294967295),
+      state: orNull(pick(0, 1, -2147483648)),
+      cpuTimeNs: orNull(big()),
+      affinity: orNull(pick(...lists)),
+    })),
+    disks: disks.map((d): DiskRecord => ({
+      ...d,
+      capacity: orNull(big()),
+      allocation: orNull(big()),
+      physical: orNull(big()),
+      rdReq: orNull(big()),
+      wrReq: orNull(big()),
+      rdBytes: orNull(big()),
+      wrBytes: orNull(big()),
+      rdTotalTimeNs: orNull(big()),
+      wrTotalTimeNs: orNull(big()),
+    })),
+    nics,
+    jobType: orNull(pick(0, 1, 2)),
+    jobOperation: orNull(pick(0, 5)),
+  };
+  return { facts, record };
+}
+
+/** A store holding these records, whose facts lookup is `facts` (the collector's XML cache). */
+function storeOf(
+  domains: { facts: DomainXmlFacts; record: DomainRecord }[],
+  facts = new Map(domains.map((d) => [d.facts.uuid, d.facts])),
+): LastGoodRecords {
+  const store = new LastGoodRecords((uuid) => facts.get(uuid));
+  for (const d of domains) store.set(d.record.uuid, d.record);
+  return store;
+}
+
+describe('LastGoodRecords', () => {
+  test('a packed record reads back equal to the one set, nulls, extremes and a stored name included', () => {
+    const domains = Array.from({ length: 300 }, (_, i) => randomDomain(i + 1));
+    const store = storeOf(domains);
+    store.pack();
+    expect(store.packed.records).toBe(300);
+    for (const { record } of domains) {
+      const back = store.get(record.uuid);
+      expect(back).not.toBe(record);
+      expect(back).toStrictEqual(record);
+      // Shared parts come back shared, not copied.
+      expect(back!.nics).toBe(record.nics);
+      back!.vcpus.forEach((v, i) => expect(v.affinity).toBe(record.vcpus[i].affinity));
+    }
+  });
+
+  test('the packed form is the changing values only: a few hundred bytes for 2 vCPUs and 2 disks', () => {
+    const domains = Array.from({ length: 1000 }, (_, i) => randomDomain(i + 1));
+    const store = storeOf(domains);
+    store.pack();
+    const perRecord = store.packed.bytes / store.packed.records;
+    // Header 40 + 2 vCPUs x 19 + 2 disks x (2 + 9 x 8) = 226 at most, plus stored names.
+    expect(perRecord).toBeLessThan(260);
+    expect(perRecord).toBeGreaterThan(60);
+  });
+
+  test('records set since the last pack are served as set, then packed with the ones that were not set again', () => {
+    const domains = Array.from({ length: 20 }, (_, i) => randomDomain(i + 1));
+    const facts = new Map(domains.map((d) => [d.facts.uuid, d.facts]));
+    const store = storeOf(domains, facts);
+    store.pack();
+    // Domain 5 answers again, with new XML facts.
+    const fresh = randomDomain(5);
+    facts.set(fresh.facts.uuid, fresh.facts);
+    store.set(fresh.record.uuid, fresh.record);
+    expect(store.get(fresh.record.uuid)).toBe(fresh.record);
+    expect(store.packed.records).toBe(19);
+    store.pack();
+    expect(store.packed.records).toBe(20);
+    domains[4] = fresh;
+    for (const { record } of domains) expect(store.get(record.uuid)).toStrictEqual(record);
+  });
+
+  test('a record that does not match its facts, or holds what the packed form cannot, stays as it is', () => {
+    const changedDisk = randomDomain(1);
+    changedDisk.record = { ...changedDisk.record, disks: [] };
+    changedDisk.facts.disks.push({ target: 'sdz', sourceKind: 'file', device: 'cdrom', format: null, source: null, readonly: true, bus: 'sata' });
+    const negative = randomDomain(2);
+    negative.record = { ...negative.record, cpuTimeNs: -1n };
+    const wideState = randomDomain(4);
+    wideState.record = { ...wideState.record, state: 2 ** 31 };
+    const unknownFacts = randomDomain(3);
+    const store = storeOf([changedDisk, negative, wideState]);
+    store.set(unknownFacts.record.uuid, unknownFacts.record);
+    store.pack();
+    expect(store.packed.records).toBe(0);
+    for (const d of [changedDisk, negative, wideState, unknownFacts]) expect(store.get(d.record.uuid)).toBe(d.record);
+    expect(store.size).toBe(4);
+  });
+
+  test('delete forgets packed and unpacked records; uuids and values list each kept record once', () => {
+    const domains = Array.from({ length: 4 }, (_, i) => randomDomain(i + 1));
+    const store = storeOf(domains.slice(0, 3));
+    store.pack();
+    store.set(domains[3].record.uuid, domains[3].record);
+    store.set(domains[0].record.uuid, domains[0].record);
+    store.delete(domains[1].record.uuid);
+    expect(store.get(domains[1].record.uuid)).toBeUndefined();
+    expect(store.uuids().sort()).toEqual([0, 2, 3].map((i) => domains[i].record.uuid).sort());
+    expect(store.values()).toHaveLength(3);
+    expect(store.size).toBe(3);
+  });
+
+  test('the replaced buffer is freed at once, not at a later GC', () => {
+    const store = storeOf(Array.from({ length: 50 }, (_, i) => randomDomain(i + 1)));
+    store.pack();
+    const first = (store as unknown as { bytes: Buffer }).bytes.buffer;
+    expect(first.byteLength).toBeGreaterThan(0);
+    const again = randomDomain(1);
+    store.set(again.record.uuid, again.record);
+    store.pack();
+    expect(first.byteLength).toBe(0);
+  });
+});
