@@ -1,5 +1,6 @@
 // Giving an ArrayBuffer's memory back without waiting for a garbage collection.
 
+import { types } from 'util';
 import { MessageChannel } from 'worker_threads';
 
 /**
@@ -12,7 +13,8 @@ import { MessageChannel } from 'worker_threads';
  * GC, which comes after the next refresh has started allocating.
  */
 export function freeNow(buffers: ArrayBufferLike[]): void {
-  const transferable = buffers.filter((b): b is ArrayBuffer => b instanceof ArrayBuffer && b.byteLength > 0);
+  // util.types, not instanceof: a buffer made in another realm (a vm context) is still transferable.
+  const transferable = buffers.filter((b): b is ArrayBuffer => types.isArrayBuffer(b) && b.byteLength > 0);
   if (transferable.length === 0) return;
   const { port1, port2 } = new MessageChannel();
   port1.postMessage(null, transferable);

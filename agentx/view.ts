@@ -26,6 +26,8 @@ export interface MibViewSizes {
   octets: number;
   /** Value slots the build needed at most (tables place cells ahead, see table-builder.ts). */
   slots?: number;
+  /** Counter64 values (held apart from the 4-byte slots, see packed-values.ts). */
+  wide?: number;
 }
 
 export class MibView implements Iterable<VarBind> {
@@ -83,7 +85,13 @@ export class MibView implements Iterable<VarBind> {
   }
 
   sizes(): MibViewSizes {
-    return { instances: this.values.count, oidBytes: this.oids.byteLength, octets: this.values.octets, slots: this.slots };
+    return {
+      instances: this.values.count,
+      oidBytes: this.oids.byteLength,
+      octets: this.values.octets,
+      slots: this.slots,
+      wide: this.values.wideValues,
+    };
   }
 
   /** Declared objects (scalar and column OIDs), sorted. */
@@ -168,8 +176,9 @@ export class MibViewBuilder {
     const expected = previous instanceof MibView ? previous.sizes() : previous;
     const basis = previous instanceof MibView ? previous : null;
     this.oids = new PackedOidsWriter(expected?.oidBytes ?? 0, expected?.instances ?? 0, basis?.oids ?? null);
-    this.values = new PackedValues(Math.max(expected?.slots ?? 0, expected?.instances ?? 0, 256), Math.max(expected?.octets ?? 0, 4096),
-      undefined, basis?.values.pool ?? null);
+    const slots = Math.max(expected?.slots ?? 0, expected?.instances ?? 0, 256);
+    this.values = new PackedValues(slots, Math.max(expected?.octets ?? 0, 4096), undefined, basis?.values.pool ?? null,
+      expected?.wide ?? Math.ceil(slots / 4));
   }
 
   /** Declares a scalar or column object: Get of a missing instance under it is noSuchInstance. */
