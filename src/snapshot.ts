@@ -141,5 +141,5 @@ export interface Snapshot {
   domains: DomainRecord[] | null;
   host: HostInfo;
   /** Disk image path as configured → with symlinks resolved, for vmStorageParent. */
-  imagePaths: Map<string, string>;
+  imagePaths: ReadonlyMap<string, string>;
 }

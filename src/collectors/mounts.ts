@@ -202,20 +202,23 @@ export class ImagePathResolver {
 
   constructor(private readonly maxAgeMs = 60_000) {}
 
-  async resolve(files: Iterable<string>, now = Date.now()): Promise<Map<string, string>> {
+  /**
+   * Image path → resolved path, for every absolute path in `files`. What
+   * comes back is the cache itself rather than a copy (a copy was a
+   * 20,000-entry Map a refresh at 10,000 VMs): it may also hold paths of VMs
+   * gone since, and it only ever gains entries, none of which changes, until
+   * the age limit replaces it with a new map.
+   */
+  async resolve(files: Iterable<string>, now = Date.now()): Promise<ReadonlyMap<string, string>> {
     if (now - this.cachedAt > this.maxAgeMs) {
       this.cache = new Map();
       this.cachedAt = now;
     }
-    const wanted = [...new Set(files)];
-    const fresh = await resolveImagePaths(wanted.filter((f) => !this.cache.has(f)));
-    for (const [f, r] of fresh) this.cache.set(f, r);
-    const out = new Map<string, string>();
-    for (const f of wanted) {
-      const r = this.cache.get(f);
-      if (r !== undefined) out.set(f, r);
-    }
-    return out;
+    const cache = this.cache;
+    const missing: string[] = [];
+    for (const f of files) if (!cache.has(f)) missing.push(f);
+    if (missing.length > 0) for (const [f, r] of await resolveImagePaths(missing)) cache.set(f, r);
+    return cache;
   }
 }
 

@@ -270,7 +270,7 @@ interface StorageRow extends IndexedRow {
   sizes: { unit: number; scaled: (number | null)[] };
 }
 
-function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: Map<string, string>): Table<StorageRow> {
+function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: ReadonlyMap<string, string>): Table<StorageRow> {
   const C = O.VmStorageColumn;
   const visitRows = (visit: (row: StorageRow) => void): void => {
     for (const { domain: d, indexes } of rows) {
@@ -343,7 +343,7 @@ export function storageMediaType(disk: DiskRecord): O.StorageMediaType {
   }
 }
 
-function storageRow(index: number[], disk: DiskRecord, host: HostInfo, imagePaths: Map<string, string>): StorageRow {
+function storageRow(index: number[], disk: DiskRecord, host: HostInfo, imagePaths: ReadonlyMap<string, string>): StorageRow {
   const sourceType = storageSourceType(disk);
   const fixedSize = sourceType === O.StorageSourceType.Block || sourceType === O.StorageSourceType.Raw;
   // For block and raw sources RFC 7666 makes the allocated size equal to the defined size.

@@ -491,12 +491,17 @@ describe('ImagePathResolver', () => {
     fs.writeFileSync(real, '');
     fs.symlinkSync(real, link);
     const resolver = new ImagePathResolver(1000);
-    expect((await resolver.resolve([link], 0)).get(link)).toBe(real);
+    const first = await resolver.resolve([link], 0);
+    expect(first.get(link)).toBe(real);
     // The link now points elsewhere; within the age limit the cached answer stands.
     fs.unlinkSync(link);
     fs.symlinkSync('/nonexistent/elsewhere.img', link);
-    expect((await resolver.resolve([link], 500)).get(link)).toBe(real);
-    expect((await resolver.resolve([link], 1500)).get(link)).toBe(link);
+    expect((await resolver.resolve([link, real], 500)).get(link)).toBe(real);
+    const later = await resolver.resolve([link], 1500);
+    expect(later.get(link)).toBe(link);
+    // A map handed out earlier is not changed by what came after it; it only gained a path asked for.
+    expect([...first]).toEqual([[link, real], [real, real]]);
+    expect([...later]).toEqual([[link, link]]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
