@@ -177,6 +177,11 @@ export class LibvirtCollector {
   // ---------------------------------------------------------------- collect
 
   private async collectOnce(): Promise<DomainRecord[]> {
+    // The previous collection's records are packed now rather than when it
+    // ended: the agent was still building its view from them then, so both
+    // forms would have been held at once, at the refresh's memory peak. (Also
+    // while libvirt is down: they are then what lastKnown() serves.)
+    this.lastGood.pack();
     const conn = this.connection.current;
     if (conn === null) {
       throw new LibvirtError('collect', ErrorCode.NO_CONNECT, 0, `not connected to ${this.connection.describeUri()}`);
@@ -185,10 +190,6 @@ export class LibvirtCollector {
       // A list that missed its deadline still holds a pool thread; do not add another.
       throw new LibvirtError('collect', ErrorCode.OPERATION_TIMEOUT, 0, 'libvirt has not answered the previous domain list yet');
     }
-    // The previous collection's records are packed now rather than when it
-    // ended: the agent was still building its view from them then, so both
-    // forms would have been held at once, at the refresh's memory peak.
-    this.lastGood.pack();
     retainConnection(conn);
     try {
       return await this.collectFrom(conn);

@@ -115,7 +115,8 @@ describeWithDaemon('LibvirtCollector over RPC (session libvirtd serving test:///
     const collector = new LibvirtCollector({ log: (level, message) => logs.push([level, message]) });
     await collector.open(uri, { readOnly: true });
     try {
-      expect((await collector.collect()).map((r) => r.name)).toEqual(['test']);
+      const before = await collector.collect();
+      expect(before.map((r) => r.name)).toEqual(['test']);
 
       await stopDaemon();
       // The close callback (EOF on the socket) arrives through the event loop.
@@ -124,6 +125,11 @@ describeWithDaemon('LibvirtCollector over RPC (session libvirtd serving test:///
       const err = await collector.collect().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(LibvirtError);
       expect((err as LibvirtError).code).toBe(ErrorCode.NO_CONNECT);
+      // What the agent serves meanwhile: the last records, read back from
+      // their packed form (the failed collect packed them) equal to the originals.
+      const known = collector.lastKnown();
+      expect(known).toEqual(before);
+      expect(known[0]).not.toBe(before[0]);
 
       // Let a few reconnect attempts fail, then bring the daemon back.
       await sleep(600);
