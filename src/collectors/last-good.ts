@@ -25,7 +25,7 @@ import type { DomainXmlFacts } from './domain-xml';
 const U64_END = 1n << 64n;
 const NO_LIST = -1;
 
-// Header flags.
+// Header flags; bits 0-1 and 2-3 are autostart and persistent (0 unknown, 1 false, 2 true).
 const MANAGED_SAVE = 1 << 4;
 const JOB_TYPE_NULL = 1 << 5;
 const JOB_OPERATION_NULL = 1 << 6;
