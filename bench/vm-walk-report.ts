@@ -60,6 +60,8 @@ export interface ReportHeader {
   host: string;
   walkPlan: string;
   refreshPlan: string;
+  /** How fast the machine was while the figures were taken (speedProbe in vm-walk.ts). */
+  speed: string;
 }
 
 const median = (xs: number[]): number => {
@@ -167,6 +169,7 @@ export function formatReport(results: SizeResult[], native: WalkTiming, header: 
   return [
     `VM-MIB bench — ${header.command}`,
     `${header.host}; ${header.walkPlan}`,
+    header.speed,
     '',
     ...walkSection(results, native),
     '',

@@ -203,6 +203,27 @@ async function benchSize(snmpd: SnmpdInstance, vms: number, workDir: string, lib
   return { vms, instances, fixtureMs, agentReadyMs: quiet.readyMs, walks, memoryAfterWalks, local, baseline, remote, deployed };
 }
 
+/**
+ * CPU ms of a fixed piece of arithmetic (no allocation, so no garbage
+ * collection in it): not a figure of the agent but of the machine at that
+ * moment. Shared hosts and VMs vary in speed over minutes, and every CPU and
+ * µs figure of the report moves with them; the probe says by how much.
+ */
+function speedProbe(): number {
+  const before = process.cpuUsage();
+  let x = 2463534242;
+  let sum = 0;
+  for (let i = 0; i < 200_000_000; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    sum = (sum + (x & 0xff)) | 0;
+  }
+  const used = process.cpuUsage(before);
+  if (sum === 0.5) throw new Error('unreachable: keeps the loop from being optimised away');
+  return (used.user + used.system) / 1000;
+}
+
 async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'vmm-bench-'));
   chmodSync(workDir, 0o755);
@@ -210,12 +231,17 @@ async function main(): Promise<void> {
   const snmpd = await startSnmpd({ agentxTimeoutSeconds: 60 });
   let libvirtd: LibvirtdLab | null = null;
   const results: SizeResult[] = [];
+  const probes: [string, number][] = [];
   let native: WalkTiming;
   try {
     if (libvirtdAvailable()) libvirtd = await startLibvirtd(path.join(workDir, 'libvirtd'));
     else progress('libvirtd not installed (or not root): RSS only with the in-process test driver');
     native = await bulkwalkMedian(snmpd, HOST_RESOURCES, 7);
-    for (const vms of SIZES) results.push(await benchSize(snmpd, vms, workDir, libvirtd));
+    for (const vms of SIZES) {
+      probes.push([`before ${vms} VMs`, speedProbe()]);
+      results.push(await benchSize(snmpd, vms, workDir, libvirtd));
+    }
+    probes.push(['at the end', speedProbe()]);
   } finally {
     await libvirtd?.stop();
     await snmpd.dispose();
@@ -226,6 +252,8 @@ async function main(): Promise<void> {
     host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; agent run as installed: node ${shippedNodeFlags().join(' ')}, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'}`,
     walkPlan: `walks: best round of median-of-runs, alternating agent/floor; <10,000 VMs 3 rounds × ${SMALL_RUNS} runs, 10,000 VMs 2 rounds × 1 run`,
     refreshPlan: `refresh 1 s; steady = median of ${STEADY_REFRESHES} refreshes after ${WARM_REFRESHES} warm-up ones`,
+    speed: `machine speed probe (CPU ms of a fixed arithmetic loop; the figures below scale with it): ` +
+      probes.map(([when, cpuMs]) => `${when} ${cpuMs.toFixed(0)}`).join(', '),
   });
   process.stdout.write(text);
   mkdirSync(path.dirname(OUT_FILE), { recursive: true });
