@@ -21,6 +21,7 @@
 import { freeNow } from '../../agentx';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import type { DomainXmlFacts } from './domain-xml';
+import { diskRecordFromXml, recordFromFacts } from './libvirt-domain';
 
 const U64_END = 1n << 64n;
 const NO_LIST = -1;
@@ -115,8 +116,7 @@ export class LastGoodRecords {
     let wideCount = 0;
     let count = 0;
     for (const [uuid, r] of this.loose) {
-      const facts = this.factsOf(uuid);
-      if (facts === undefined || !packable(uuid, r, facts)) continue;
+      if (this.packableFacts(uuid, r) === undefined) continue;
       wordCount += HEADER_WORDS + r.vcpus.length * VCPU_WORDS + r.disks.length * DISK_WORDS;
       wideCount += HEADER_WIDE + r.vcpus.length;
       for (const d of r.disks) wideCount += presentCounters(d);
@@ -140,8 +140,8 @@ export class LastGoodRecords {
     let x = 0;
     let n = 0;
     for (const [uuid, r] of this.loose) {
-      const f = this.factsOf(uuid);
-      if (f === undefined || !packable(uuid, r, f)) continue;
+      const f = this.packableFacts(uuid, r);
+      if (f === undefined) continue;
       this.index.set(uuid, n);
       wordAt[n] = w;
       wideAt[n] = x;
@@ -228,28 +228,19 @@ export class LastGoodRecords {
     for (let i = 0; i < disks.length; i++) {
       const present = words[w++];
       const counter = (bit: number): bigint | null => (present & bit ? wide[x++] : null);
-      const disk = facts.disks[i];
-      disks[i] = {
-        target: disk.target,
-        sourceKind: disk.sourceKind,
-        device: disk.device,
-        format: disk.format,
-        source: disk.source,
-        readonly: disk.readonly,
-        bus: disk.bus,
-        capacity: counter(1),
-        allocation: counter(2),
-        physical: counter(4),
-        rdReq: counter(8),
-        wrReq: counter(16),
-        rdBytes: counter(32),
-        wrBytes: counter(64),
-        rdTotalTimeNs: counter(128),
-        wrTotalTimeNs: counter(256),
-      };
+      const disk = diskRecordFromXml(facts.disks[i]);
+      disk.capacity = counter(1);
+      disk.allocation = counter(2);
+      disk.physical = counter(4);
+      disk.rdReq = counter(8);
+      disk.wrReq = counter(16);
+      disk.rdBytes = counter(32);
+      disk.wrBytes = counter(64);
+      disk.rdTotalTimeNs = counter(128);
+      disk.wrTotalTimeNs = counter(256);
+      disks[i] = disk;
     }
-    // Same field order as queryDomain's records, so that both share one hidden class.
-    return {
+    return recordFromFacts(facts, {
       uuid,
       name: this.names.get(uuid) ?? facts.name,
       id,
@@ -258,19 +249,19 @@ export class LastGoodRecords {
       autostart: triState(flags & 3),
       persistent: triState((flags >> 2) & 3),
       managedSave: (flags & MANAGED_SAVE) !== 0,
-      osType: facts.osType,
-      curVcpus: facts.curVcpus,
-      maxVcpus: facts.maxVcpus,
       memoryKiB,
-      maxMemoryKiB: facts.memoryKiB,
-      hotplugMemoryKiB: facts.hotplugMemoryKiB,
       cpuTimeNs,
       vcpus,
       disks,
-      nics: facts.nics,
       jobType: flags & JOB_TYPE_NULL ? null : jobType,
       jobOperation: flags & JOB_OPERATION_NULL ? null : jobOperation,
-    };
+    });
+  }
+
+  /** The facts `record` can be packed against, or undefined when it must stay as it is. */
+  private packableFacts(uuid: string, record: DomainRecord): DomainXmlFacts | undefined {
+    const facts = this.factsOf(uuid);
+    return facts !== undefined && packable(uuid, record, facts) ? facts : undefined;
   }
 }
 

@@ -138,7 +138,7 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     disks[i] = await diskRecord(t, disk, active, blockIndex.get(disk.target), ctx);
   }
 
-  return {
+  return recordFromFacts(facts, {
     // The cached facts' strings when equal, so that the name and UUID are held once, not twice.
     uuid: facts.uuid === t.uuid ? facts.uuid : t.uuid,
     name: facts.name === t.name ? facts.name : t.name,
@@ -150,19 +150,68 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     managedSave: ctx.bulk
       ? ctx.bulk.managedSave.has(t.uuid)
       : ((await hasManagedSave(t.dom).catch((err) => minor('managed save', err))) ?? false),
-    osType: facts.osType,
-    curVcpus: facts.curVcpus,
-    maxVcpus: facts.maxVcpus,
     memoryKiB,
-    maxMemoryKiB: facts.memoryKiB,
-    hotplugMemoryKiB: facts.hotplugMemoryKiB,
     cpuTimeNs,
     vcpus,
     disks,
-    // Shared with the cached facts: records are immutable once built.
-    nics: facts.nics,
     jobType: job?.type ?? null,
     jobOperation: job?.operation ?? null,
+  });
+}
+
+/** What a DomainRecord holds beyond its XML facts. */
+export type DomainValues = Omit<DomainRecord, 'osType' | 'curVcpus' | 'maxVcpus' | 'maxMemoryKiB' | 'hotplugMemoryKiB' | 'nics'>;
+
+/**
+ * The record of a domain from its XML facts and its runtime values: the one
+ * place that says which record fields the XML gives (last-good.ts stores
+ * only the rest). Field by field, not spread, for the reason given above.
+ */
+export function recordFromFacts(facts: DomainXmlFacts, v: DomainValues): DomainRecord {
+  return {
+    uuid: v.uuid,
+    name: v.name,
+    id: v.id,
+    state: v.state,
+    reason: v.reason,
+    autostart: v.autostart,
+    persistent: v.persistent,
+    managedSave: v.managedSave,
+    osType: facts.osType,
+    curVcpus: facts.curVcpus,
+    maxVcpus: facts.maxVcpus,
+    memoryKiB: v.memoryKiB,
+    maxMemoryKiB: facts.memoryKiB,
+    hotplugMemoryKiB: facts.hotplugMemoryKiB,
+    cpuTimeNs: v.cpuTimeNs,
+    vcpus: v.vcpus,
+    disks: v.disks,
+    // Shared with the cached facts: records are immutable once built.
+    nics: facts.nics,
+    jobType: v.jobType,
+    jobOperation: v.jobOperation,
+  };
+}
+
+/** A disk's record with what its XML says and every counter unknown, for the caller to fill. */
+export function diskRecordFromXml(disk: XmlDisk): DiskRecord {
+  return {
+    target: disk.target,
+    sourceKind: disk.sourceKind,
+    device: disk.device,
+    format: disk.format,
+    source: disk.source,
+    readonly: disk.readonly,
+    bus: disk.bus,
+    capacity: null,
+    allocation: null,
+    physical: null,
+    rdReq: null,
+    wrReq: null,
+    rdBytes: null,
+    wrBytes: null,
+    rdTotalTimeNs: null,
+    wrTotalTimeNs: null,
   };
 }
 
@@ -197,24 +246,7 @@ async function diskRecord(
   bulkIndex: number | undefined,
   ctx: DomainQueryContext,
 ): Promise<DiskRecord> {
-  const record: DiskRecord = {
-    target: disk.target,
-    sourceKind: disk.sourceKind,
-    device: disk.device,
-    format: disk.format,
-    source: disk.source,
-    readonly: disk.readonly,
-    bus: disk.bus,
-    capacity: null,
-    allocation: null,
-    physical: null,
-    rdReq: null,
-    wrReq: null,
-    rdBytes: null,
-    wrBytes: null,
-    rdTotalTimeNs: null,
-    wrTotalTimeNs: null,
-  };
+  const record = diskRecordFromXml(disk);
   // An empty drive (ejected CD-ROM) has nothing to size or count.
   if (disk.source === null || disk.target === '') return record;
 
