@@ -42,9 +42,14 @@ export function answerRequest(pdu: Pdu, handler: RequestHandler): ResponsePdu | 
   }
 }
 
-/** True for the PDU types a master sends to a subagent and expects answered. */
+/** True for the PDU types a master sends to a subagent: Get through CleanupSet (RFC 2741 §7.2). */
 export function isMasterRequest(type: number): boolean {
-  return (type >= PduType.Get && type <= PduType.UndoSet);
+  return type >= PduType.Get && type <= PduType.CleanupSet;
+}
+
+/** True for the master's requests that take a Response: all but CleanupSet (§7.2.4.4). */
+export function expectsResponse(type: number): boolean {
+  return isMasterRequest(type) && type !== PduType.CleanupSet;
 }
 
 export function response(

@@ -8,7 +8,7 @@ import type { Duplex } from 'stream';
 import { performance } from 'perf_hooks';
 import { decodePdu, encodePdu, PduDecodeError, pduTypeName } from './codec';
 import { FramingError, PduFramer } from './framer';
-import { answerRequest, isMasterRequest, response } from './dispatch';
+import { answerRequest, expectsResponse, isMasterRequest, response } from './dispatch';
 import type { RequestHandler } from './handler';
 import { AgentxLog, silentLog } from './log';
 import { formatOid } from './oid';
@@ -410,7 +410,7 @@ export class AgentxSession extends EventEmitter {
       return;
     }
     if (pdu.sessionId !== this.sessionId || this.stateValue !== 'open') {
-      socket.write(encodePdu(response(pdu, ResponseError.NotOpen, 0, [])));
+      if (expectsResponse(pdu.type)) socket.write(encodePdu(response(pdu, ResponseError.NotOpen, 0, [])));
       return;
     }
     let answer;
@@ -418,7 +418,7 @@ export class AgentxSession extends EventEmitter {
       answer = answerRequest(pdu, this.handler);
     } catch (err) {
       this.log('error', `AgentX ${pduTypeName(pdu.type)} (packet ${pdu.packetId}) failed: ${(err as Error).stack ?? err}`);
-      answer = response(pdu, ResponseError.GenErr, 1, []);
+      answer = expectsResponse(pdu.type) ? response(pdu, ResponseError.GenErr, 1, []) : null;
     }
     if (answer) socket.write(encodePdu(answer));
   }
@@ -433,7 +433,7 @@ export class AgentxSession extends EventEmitter {
       ? ` type=${h.type} flags=0x${h.flags.toString(16)} session=${h.sessionId} transaction=${h.transactionId} packet=${h.packetId} payload=${h.payloadLength}`
       : ''));
     // RFC 2741 §7.2.2: answer what can be answered with parseError.
-    if (h && isMasterRequest(h.type)) socket.write(encodePdu(response(h, ResponseError.ParseError, 0, [])));
+    if (h && expectsResponse(h.type)) socket.write(encodePdu(response(h, ResponseError.ParseError, 0, [])));
   }
 
   private warnOnce(type: number, message: string): void {

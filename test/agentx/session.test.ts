@@ -3,6 +3,7 @@ import type { RequestHandler } from '../../agentx/handler';
 import { CloseReason, Pdu, PduType, ResponseError, ValueType, VarBind } from '../../agentx/pdu';
 import { encodePdu } from '../../agentx/codec';
 import { FakeMaster } from './fake-master';
+import { Responder } from '../../agentx/responder';
 
 const SUBTREE = [1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7];
 
@@ -226,5 +227,39 @@ describe('AgentxSession against a scripted master', () => {
     const open = opened(s);
     await master.listen();
     await open;
+  });
+
+  test('a Set ends with CleanupSet reaching the responder: no transaction stays behind, nothing is answered to it', async () => {
+    const responder = new Responder();
+    const cleaned: string[] = [];
+    responder.addWritable([...SUBTREE, 1], {
+      test: () => ResponseError.NoError,
+      commit: () => ResponseError.NoError,
+      undo: () => ResponseError.NoError,
+      cleanup: (oid) => { cleaned.push(oid.join('.')); },
+    });
+    session = new AgentxSession({
+      address: master.address, description: 'set test', log: (level, msg) => lines.push(`${level}: ${msg}`),
+    }, responder);
+    const open = opened(session);
+    session.start();
+    const sessionId = await open;
+    for (let t = 1; t <= 50; t++) {
+      const ids = { flags: 0, sessionId, transactionId: t };
+      const test = await master.request({
+        type: PduType.TestSet, ...ids, packetId: 3 * t,
+        varbinds: [{ oid: [...SUBTREE, 1, 0], type: ValueType.Integer, value: 1 }],
+      });
+      expect(test.error).toBe(ResponseError.NoError);
+      const commit = await master.request({ type: PduType.CommitSet, ...ids, packetId: 3 * t + 1 });
+      expect(commit.error).toBe(ResponseError.NoError);
+      master.sendRaw(encodePdu({ type: PduType.CleanupSet, ...ids, packetId: 3 * t + 2 }));
+    }
+    await master.waitFor(() => (cleaned.length === 50 ? true : undefined));
+    expect(responder.openTransactions).toBe(0);
+    // Two Responses a transaction (TestSet, CommitSet), none to CleanupSet.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(master.responses).toHaveLength(100);
+    expect(lines.filter((l) => l.includes('not expected'))).toEqual([]);
   });
 });
