@@ -2,6 +2,10 @@
 // the master with the Net-SNMP tools.
 import * as path from 'path';
 import { existsSync } from 'fs';
+import * as v8 from 'v8';
+import * as vm from 'vm';
+// The npm net-snmp package is the SNMP manager here (it ships no types).
+const snmp = require('net-snmp');
 import { startSnmpd, SnmpdInstance } from '../harness/snmpd';
 import { startSnmptrapd, TrapReceiver } from '../harness/snmptrapd';
 import { runSnmpTool, snmpbulkwalk, snmpget, snmpwalk } from '../harness/snmp-tools';
@@ -113,6 +117,64 @@ describe('a Notify reaches a real snmptrapd through snmpd', () => {
     expect(text).toContain(`.1.3.6.1.3.9999.10.1.2.1 = Hex-STRING: ${hex}`);
   });
 });
+
+describe('10,000 SETs through a real snmpd', () => {
+  let snmpd: SnmpdInstance;
+  let agent: TableAgent;
+  beforeAll(async () => {
+    snmpd = await startSnmpd({ extraConfig: ['rwcommunity private 127.0.0.1'] });
+    agent = await startTableAgent(snmpd.agentxAddress, 3);
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await snmpd?.dispose();
+  });
+
+  test('leave no Set transaction behind and the heap where it was', async () => {
+    const manager = snmp.createSession('127.0.0.1', 'private', { port: snmpd.udpPort, version: snmp.Version2c, timeout: 5000, retries: 1 });
+    const set = (value: number): Promise<void> => new Promise((resolve, reject) => {
+      manager.set([{ oid: `${DEMO_WRITABLE.join('.')}.0`, type: snmp.ObjectType.Integer, value }], (err: Error | null) => (err ? reject(err) : resolve()));
+    });
+    const gc = collectGarbage();
+    const run = async (count: number): Promise<number> => {
+      let highest = 0;
+      // Ten in flight, as a busy manager would; snmpd serialises them.
+      const lanes = Array.from({ length: 10 }, async (_, lane) => {
+        for (let i = lane; i < count; i += 10) {
+          await set(i % 100);
+          highest = Math.max(highest, agent.responder.openTransactions);
+        }
+      });
+      await Promise.all(lanes);
+      return highest;
+    };
+    try {
+      await run(1000);
+      gc();
+      const heapBefore = process.memoryUsage().heapUsed;
+      const rssBefore = process.memoryUsage().rss;
+      const highest = await run(10_000);
+      // snmpd sends CleanupSet after its Response to the manager: let the last ones land.
+      await waitUntil(async () => agent.responder.openTransactions === 0, 5000);
+      gc();
+      const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+      process.stdout.write(`10,000 SETs: at most ${highest} open transactions, heap ${(heapGrowth / 1048576).toFixed(1)} MB, ` +
+        `RSS ${((process.memoryUsage().rss - rssBefore) / 1048576).toFixed(1)} MB\n`);
+      expect(agent.responder.openTransactions).toBe(0);
+      expect(highest).toBeLessThanOrEqual(10);
+      // A transaction left behind holds ~2 kB: 10,000 of them would be ~20 MB.
+      expect(heapGrowth).toBeLessThan(5 * 1048576);
+    } finally {
+      manager.close();
+    }
+  }, 180_000);
+});
+
+/** The V8 gc() function, without starting node with --expose-gc. */
+function collectGarbage(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
 
 describe('the subagent process survives snmpd restarts', () => {
   let snmpd: SnmpdInstance;
