@@ -73,9 +73,7 @@ async function main(): Promise<void> {
   }
 
   const oneShot = config.dump || config.check;
-  const store = oneShot
-    ? await VmIndexStore.load(config.stateDir, log).then((s) => { s.readOnly = true; return s; })
-    : await VmIndexStore.load(config.stateDir, log);
+  const store = await VmIndexStore.load(config.stateDir, log, { readOnly: oneShot });
 
   const agent = new VmmAgent({ config, domains, store, log });
   if (oneShot) {
