@@ -51,6 +51,8 @@ export class VmmAgent {
   private libvirtDownSince: number | null = null;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
+  /** After stop(): no new refresh starts (a libvirt event may still arrive). */
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
   private readonly paths: HostPaths;
@@ -101,16 +103,28 @@ export class VmmAgent {
     this.timer = setInterval(() => void this.refresh(), every);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops refreshing and saves the indexes. A refresh under way gets
+   * `refreshGraceMs` to finish: one stuck on a libvirt that no longer answers
+   * must not hold the shutdown.
+   */
+  async stop(refreshGraceMs = 500): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.eventTimer) clearTimeout(this.eventTimer);
     this.timer = null;
-    await this.refreshing;
+    this.eventTimer = null;
+    this.stopped = true;
+    if (this.refreshing) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.refreshing, new Promise((resolve) => { timer = setTimeout(resolve, refreshGraceMs); })]);
+      clearTimeout(timer);
+    }
     await this.deps.store.save();
   }
 
   /** One refresh; concurrent callers share it, and a call during a refresh causes one more. */
   refresh(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     if (this.refreshing) {
       this.refreshAgain = true;
       return this.refreshing;
@@ -126,7 +140,7 @@ export class VmmAgent {
             // take the agent down: the last view keeps being served.
             this.deps.log('error', `refresh failed, serving the previous values: ${(err as Error).stack ?? String(err)}`);
           }
-        } while (this.refreshAgain);
+        } while (this.refreshAgain && !this.stopped);
       } finally {
         this.refreshing = null;
       }

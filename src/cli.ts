@@ -25,8 +25,11 @@ import { LibvirtDomainSource } from './libvirt-source';
 import { VM_MIB } from './model/vm-mib-oids';
 import { VmIndexStore } from './state/index-store';
 import { tuneNativeMemory } from './native-memory';
+import { exitNow, prepareExitNow } from './exit-now';
 
 const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
+/** SIGTERM/SIGINT to exit, whatever hangs: well inside systemd's stop timeout, and 2 s as promised. */
+const SHUTDOWN_BUDGET_MS = 1500;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`vmm-agentx: ${message}\n`);
@@ -123,11 +126,19 @@ async function runDaemon(config: Config, agent: VmmAgent, domains: LibvirtDomain
     if (stopping) return;
     stopping = true;
     logger.info(`${signal}: closing the AgentX session and exiting`);
-    await session.close();
-    await agent.stop();
+    // systemd, and an operator's Ctrl-C, expect the process gone promptly: a
+    // libvirt or snmpd that stopped answering must not hold it. What has not
+    // finished by then is abandoned; the state file is saved before that.
+    setTimeout(() => {
+      logger.warn(`${signal}: not finished after ${SHUTDOWN_BUDGET_MS} ms (libvirt or snmpd not answering); exiting without waiting further`);
+      exitNow(0);
+    }, SHUTDOWN_BUDGET_MS);
+    await Promise.all([session.close(), agent.stop()]);
     await domains.close();
-    process.exit(0);
+    // Not process.exit(): a libvirt call that hung earlier may still hold a pool thread.
+    exitNow(0);
   };
+  prepareExitNow();
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
