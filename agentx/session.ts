@@ -229,7 +229,7 @@ export class AgentxSession extends EventEmitter {
     if (message === this.lastUnreachable) return;
     this.lastUnreachable = message;
     this.log('warn', `AgentX master at ${formatAgentxAddress(this.address)} unreachable (${message}); ` +
-      `retrying with backoff up to ${this.opts.reconnectMaxMs} ms — is snmpd running with "master agentx"?`);
+      `retrying with backoff up to ${this.opts.reconnectMaxMs} ms — ${unreachableHint(message)}`);
   }
 
   private scheduleReconnect(): void {
@@ -441,4 +441,13 @@ export class AgentxSession extends EventEmitter {
     this.warnedTypes.add(type);
     this.log('warn', message);
   }
+}
+
+/** What to check, from the connect error's text (a socket error's code leads its message). */
+function unreachableHint(message: string): string {
+  if (/\b(EACCES|EPERM)\b/.test(message)) {
+    return 'this user may not open the socket: snmpd\'s agentXPerms sets its mode, owner and group ' +
+      '(e.g. "agentXPerms 0660 0750 root snmp" with the agent\'s user in group snmp)';
+  }
+  return 'is snmpd running with "master agentx"?';
 }

@@ -30,6 +30,8 @@ import { exitNow, prepareExitNow } from './exit-now';
 const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
 /** SIGTERM/SIGINT to exit, whatever hangs: well inside systemd's stop timeout, and 2 s as promised. */
 const SHUTDOWN_BUDGET_MS = 1500;
+/** sysexits.h: a configuration error. */
+const EX_CONFIG = 78;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`vmm-agentx: ${message}\n`);
@@ -61,7 +63,8 @@ async function main(): Promise<void> {
     config = parsed.config;
     parseAgentxAddress(config.agentxSocket);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof Error) fail(err.message, 2);
+    // EX_CONFIG: the unit's RestartPreventExitStatus=78 keeps systemd from restarting into the same mistake.
+    if (err instanceof ConfigError || err instanceof Error) fail(err.message, EX_CONFIG);
     throw err;
   }
   const logger = createLogger(config.logLevel);

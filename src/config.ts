@@ -47,10 +47,15 @@ export const DEFAULTS: Config = {
 
 type Setter = (c: Config, v: string, where: string) => void;
 
-const str = (key: keyof Config): Setter => (c, v) => { (c as unknown as Record<string, unknown>)[key] = v; };
+const str = (key: keyof Config): Setter => (c, v, where) => {
+  if (v === '') throw new ConfigError(`${where}: needs a value; remove the line to keep the default`);
+  (c as unknown as Record<string, unknown>)[key] = v;
+};
+/** Seconds in plain decimal: Number() would also take "0x10", "1e3" and " 5". */
+const DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
 const num = (key: keyof Config, min: number, max: number): Setter => (c, v, where) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new ConfigError(`${where}: "${v}" is not a number from ${min} to ${max}`);
+  const n = DECIMAL.test(v) ? Number(v) : NaN;
+  if (!(n >= min && n <= max)) throw new ConfigError(`${where}: "${v}" is not a decimal number from ${min} to ${max}`);
   (c as unknown as Record<string, unknown>)[key] = n;
 };
 const bool = (key: keyof Config): Setter => (c, v, where) => {
@@ -143,14 +148,18 @@ export function applyConfigFile(config: Config, file: string): void {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
   }
+  const firstSeen = new Map<string, number>();
   text.split('\n').forEach((raw, n) => {
     const line = raw.replace(/#.*$/, '').trim();
     if (!line) return;
-    const m = /^([a-z-]+)\s*(?:=\s*|\s+)(.*)$/.exec(line);
+    const m = /^([a-z-]+)(?:\s*=\s*|\s+|$)(.*)$/.exec(line);
     const where = `${file}:${n + 1}`;
     if (!m) throw new ConfigError(`${where}: expected "name value", got "${line}"`);
     const setter = SETTINGS[m[1]];
     if (!setter) throw new ConfigError(`${where}: unknown setting "${m[1]}"; see --help for the names`);
-    setter(config, m[2].trim(), where);
+    const first = firstSeen.get(m[1]);
+    if (first !== undefined) throw new ConfigError(`${where}: "${m[1]}" is already set on line ${first}; keep one of the two`);
+    firstSeen.set(m[1], n + 1);
+    setter(config, m[2].trim(), `${where}: ${m[1]}`);
   });
 }

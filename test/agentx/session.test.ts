@@ -4,6 +4,7 @@ import { CloseReason, Pdu, PduType, ResponseError, ValueType, VarBind } from '..
 import { encodePdu } from '../../agentx/codec';
 import { FakeMaster } from './fake-master';
 import { Responder } from '../../agentx/responder';
+import { PassThrough } from 'stream';
 
 const SUBTREE = [1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7];
 
@@ -261,5 +262,30 @@ describe('AgentxSession against a scripted master', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(master.responses).toHaveLength(100);
     expect(lines.filter((l) => l.includes('not expected'))).toEqual([]);
+  });
+
+  test('a socket it may not open points at agentXPerms, a missing master at "master agentx"', async () => {
+    for (const [code, hint] of [['EACCES', /agentXPerms sets its mode, owner and group/], ['ENOENT', /is snmpd running with "master agentx"\?/]] as const) {
+      lines.length = 0;
+      const s = newSession({
+        connect: (address) => {
+          // What net.connect() does for a unix socket it cannot open: 'error', then 'close'.
+          const socket = new PassThrough() as PassThrough & { connecting: boolean };
+          socket.connecting = true;
+          setImmediate(() => {
+            const err = Object.assign(new Error(`connect ${code} ${address.kind === 'unix' ? address.path : ''}`), { code });
+            socket.emit('error', err);
+            socket.destroy();
+          });
+          return socket;
+        },
+      });
+      s.start();
+      await master.waitFor(() => (lines.length > 0 ? true : undefined));
+      await s.close();
+      expect(lines[0]).toMatch(new RegExp(`unreachable \\(connect ${code} `));
+      expect(lines[0]).toMatch(hint);
+    }
+    session = null;
   });
 });

@@ -25,21 +25,21 @@ describe('vmm-agentx command line', () => {
     expect(r.stdout).toMatch(/^\.1\.3\.6\.1\.2\.1\.236\.1\.1\.1\.0 = STRING: "TEST"$/m);
   });
 
-  test('an unknown flag gives one line on stderr and exit code 2', async () => {
+  test('an unknown flag gives one line on stderr and exit code 78 (EX_CONFIG)', async () => {
     const r = await cli(['--frobnicate']);
-    expect(r.exitCode).toBe(2);
+    expect(r.exitCode).toBe(78);
     expect(r.stderr.trim().split('\n')).toEqual(['vmm-agentx: unknown option --frobnicate; see --help']);
   });
 
   test('a bad value and a broken config file name the culprit', async () => {
     const bad = await cli(['--refresh', 'soon']);
-    expect(bad.exitCode).toBe(2);
-    expect(bad.stderr).toMatch(/--refresh: "soon" is not a number/);
+    expect(bad.exitCode).toBe(78);
+    expect(bad.stderr).toMatch(/--refresh: "soon" is not a decimal number/);
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-cli-'));
     const conf = path.join(dir, 'broken.conf');
     await fs.writeFile(conf, 'refresh = 5\nlibvirt-url = test:///default\n');
     const r = await cli(['--config', conf]);
-    expect(r.exitCode).toBe(2);
+    expect(r.exitCode).toBe(78);
     expect(r.stderr.trim()).toBe(`vmm-agentx: ${conf}:2: unknown setting "libvirt-url"; see --help for the names`);
     await fs.rm(dir, { recursive: true, force: true });
   });
@@ -70,6 +70,21 @@ describe('vmm-agentx command line', () => {
     expect(lines).toContain('.1.3.6.1.2.1.236.1.2.0 = INTEGER: 9');
     // --dump reads the state dir but never writes it.
     expect(await fs.readdir(dir)).toEqual([]);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('--dump and --check leave a corrupt state file and stale temp files as they are', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-cli-'));
+    const corrupt = '{"version":1,"lastIndex":200,"vms":{"x":{"index":150';
+    await fs.writeFile(path.join(dir, 'vm-indexes.json'), corrupt);
+    await fs.writeFile(path.join(dir, '.vm-indexes.json.4194305.1.tmp'), 'partial');
+    for (const flag of ['--dump', '--check']) {
+      const r = await cli(['--libvirt-uri', DEMO_URI, flag, '--state-dir', dir, '--agentx-socket', 'unix:/nonexistent/agentx.sock']);
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toMatch(/vm-indexes\.json is corrupt .*left as it is/);
+    }
+    expect((await fs.readdir(dir)).sort()).toEqual(['.vm-indexes.json.4194305.1.tmp', 'vm-indexes.json']);
+    expect(await fs.readFile(path.join(dir, 'vm-indexes.json'), 'utf8')).toBe(corrupt);
     await fs.rm(dir, { recursive: true, force: true });
   });
 

@@ -23,12 +23,33 @@ describe('configuration', () => {
   test.each([
     [['--nope'], /unknown option --nope/],
     [['--refresh'], /--refresh needs a value/],
-    [['--refresh', '0'], /--refresh: "0" is not a number from 0.2 to 3600/],
+    [['--refresh', '0'], /--refresh: "0" is not a decimal number from 0.2 to 3600/],
+    [['--refresh', '0x10'], /--refresh: "0x10" is not a decimal number/],
+    [['--refresh', '1e1'], /--refresh: "1e1" is not a decimal number/],
+    [['--refresh', '-5'], /option --refresh needs a value|"-5" is not a decimal number/],
+    [['--state-dir='], /--state-dir: needs a value/],
     [['--log-level', 'loud'], /log level "loud"/],
     [['stray'], /unexpected argument "stray"/],
     [['--config', '/nonexistent/vmm.conf'], /cannot read config file \/nonexistent\/vmm.conf/],
   ])('%j is refused with a clear message', (args, message) => {
     expect(() => parseArgs(args as string[], {})).toThrow(ConfigError);
     expect(() => parseArgs(args as string[], {})).toThrow(message as RegExp);
+  });
+
+  test.each([
+    ['refresh = 0x10\n', /c\.conf:1: refresh: "0x10" is not a decimal number from 0.2 to 3600/],
+    ['refresh = 5\nlog-level info\nrefresh = 10\n', /c\.conf:3: "refresh" is already set on line 1; keep one of the two/],
+    ['state-dir =\n', /c\.conf:1: state-dir: needs a value; remove the line to keep the default/],
+    ['state-dir\n', /c\.conf:1: state-dir: needs a value/],
+    ['libvirt-grace = 3 s\n', /c\.conf:1: libvirt-grace: "3 s" is not a decimal number/],
+  ])('config file %j is refused with one line naming file, line and key', async (text, message) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-conf-'));
+    const file = path.join(dir, 'c.conf');
+    await fs.writeFile(file, text);
+    try {
+      expect(() => parseArgs(['--config', file], {})).toThrow(message);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
