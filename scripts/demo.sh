@@ -57,8 +57,12 @@ for _ in $(seq 100); do
   if snmpget -v2c -c public -t 1 -r 0 "127.0.0.1:$PORT" VM-MIB::vmNumber.0 2>/dev/null | grep -q INTEGER; then break; fi
   sleep 0.1
 done
+# vmUUID as raw octets: Net-SNMP's rendering of UUID-TC-MIB's hint drops
+# leading zeros of octets (see scripts/uuid-column.js), so the walk and the
+# table below get their UUIDs from this.
+snmpwalk -v2c -c public -m '' -On -Ox "127.0.0.1:$PORT" .1.3.6.1.2.1.236.1.4.1.3 > "$LAB/uuids.txt"
 echo "== snmpwalk -v2c -c public 127.0.0.1:$PORT VM-MIB::vmMIB"
-snmpwalk -v2c -c public "127.0.0.1:$PORT" VM-MIB::vmMIB
+snmpwalk -v2c -c public "127.0.0.1:$PORT" VM-MIB::vmMIB | node scripts/uuid-column.js "$LAB/uuids.txt"
 echo
-echo "== snmptable VM-MIB::vmTable (selected columns)"
-snmptable -v2c -c public -Cw 160 "127.0.0.1:$PORT" VM-MIB::vmTable | cut -c1-160
+echo "== snmptable VM-MIB::vmTable (first 160 columns of text)"
+snmptable -v2c -c public -Ci -Cf '|' "127.0.0.1:$PORT" VM-MIB::vmTable | node scripts/uuid-column.js "$LAB/uuids.txt" --table | cut -c1-160
