@@ -7,6 +7,7 @@ import {
 import type { Config } from './config';
 import { collectHost, HostCollectorState } from './collectors/host';
 import { ImagePathResolver } from './collectors/mounts';
+import { qemuStartTimes } from './collectors/qemu-processes';
 import type { HostPaths } from './collectors/paths';
 import { buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, notificationSwitches, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
@@ -192,6 +193,7 @@ export class VmmAgent {
     };
     // In UUID order, so that a fresh state dir numbers the same VMs the same way on every host run.
     const byUuid = (snapshot.domains ?? []).slice().sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+    const startedAt = await this.runStartTimes(byUuid, snapshot.hypervisor, takenAt);
     const indexes = this.deps.store.assign(byUuid.map((d) => ({
       uuid: d.uuid,
       name: d.name,
@@ -199,6 +201,7 @@ export class VmmAgent {
       domainId: d.id,
       disks: d.disks.map((disk) => disk.target),
       nics: d.nics.map((nic, pos) => nicKey(nic, pos)),
+      startedAt: startedAt.get(d.uuid) ?? null,
     })), takenAt);
     const rows = vmRows(snapshot, indexes);
     const lost = this.libvirtDownSince !== null && takenAt - this.libvirtDownSince >= config.libvirtGraceSeconds * 1000;
@@ -242,6 +245,19 @@ export class VmmAgent {
     const cpu = process.cpuUsage(cpuBefore);
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +
       `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})`);
+  }
+
+  /**
+   * When the runs the store has not seen yet really started: on a QEMU host,
+   * the start of each domain's QEMU process (a VM running before the agent
+   * started reports its true vmUpTime); elsewhere none, and the first
+   * sighting counts. /proc is scanned only when such a run exists.
+   */
+  private async runStartTimes(domains: readonly DomainRecord[], hypervisor: HypervisorInfo | null, now: number): Promise<ReadonlyMap<string, number>> {
+    if (hypervisor?.type !== 'QEMU') return NO_START_TIMES;
+    const newRuns = new Set<string>();
+    for (const d of domains) if (d.id >= 0 && this.deps.store.isNewRun(d.uuid, d.id)) newRuns.add(d.uuid);
+    return newRuns.size === 0 ? NO_START_TIMES : qemuStartTimes(this.paths, newRuns, now);
   }
 
   private notificationSettings(): { perVm: boolean; bulk: boolean } {
@@ -297,6 +313,8 @@ export class VmmAgent {
     };
   }
 }
+
+const NO_START_TIMES: ReadonlyMap<string, number> = new Map();
 
 /** Whether two refreshes saw the same VMs (by UUID). */
 function sameVms(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): boolean {

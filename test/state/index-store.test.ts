@@ -118,6 +118,16 @@ describe('VmIndexStore', () => {
     expect(s.assign([vm('aaaa', { running: true, domainId: 9 })], 4000).get('aaaa')!.runningSince).toBe(4000);
   });
 
+  test('a new run starts when the host says it did (startedAt), else at first sighting; a known run keeps its start', () => {
+    const s = VmIndexStore.memory(log);
+    expect(s.isNewRun('aaaa', 7)).toBe(true);
+    expect(s.assign([vm('aaaa', { running: true, domainId: 7, startedAt: 1500 })], 9000).get('aaaa')!.runningSince).toBe(1500);
+    expect(s.isNewRun('aaaa', 7)).toBe(false);
+    expect(s.assign([vm('aaaa', { running: true, domainId: 7, startedAt: 8000 })], 9500).get('aaaa')!.runningSince).toBe(1500);
+    expect(s.isNewRun('aaaa', 8)).toBe(true);
+    expect(s.assign([vm('aaaa', { running: true, domainId: 8, startedAt: null })], 10000).get('aaaa')!.runningSince).toBe(10000);
+  });
+
   test('the file is written atomically and only when something changed', async () => {
     const s = await VmIndexStore.load(dir, log);
     s.assign([vm('aaaa')]);
