@@ -5,6 +5,8 @@ export { encodePdu, decodePdu, decodeHeader, describePdu, pduTypeName, PduDecode
 export type { RawHeader } from './codec';
 export { PduFramer, FramingError } from './framer';
 export type { RequestHandler, RequestContext, SetResult, WritableObject } from './handler';
+export { truthValueScalar, TRUTH_TRUE, TRUTH_FALSE } from './truth-value';
+export type { TruthValueAccess } from './truth-value';
 export { MibView, MibViewBuilder } from './view';
 export { MibTableBuilder } from './table-builder';
 export { freeNow } from './free-now';

@@ -1,15 +1,13 @@
 // The running agent: collectors → immutable snapshot → sorted view → AgentX
 // responder. Refreshes run on a timer and on libvirt events; requests are
 // answered from the last view and never wait for a refresh.
-import {
-  AgentxLog, AgentxSession, MibView, Oid, Responder, ResponseError, Value, ValueType, formatOid,
-} from '../agentx';
+import { AgentxLog, AgentxSession, MibView, Responder, formatOid } from '../agentx';
 import type { Config } from './config';
 import { collectHost, HostCollectorState } from './collectors/host';
 import { ImagePathResolver } from './collectors/mounts';
 import { qemuStartTimes } from './collectors/qemu-processes';
 import type { HostPaths } from './collectors/paths';
-import { buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, notificationSwitches, vmRows } from './model/vm-mib';
+import { buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, notificationSwitches, vmMibWritables, vmRows } from './model/vm-mib';
 import * as O from './model/vm-mib-oids';
 import { operState } from './model/vm-state';
 import { Notification, notificationsFor, VmStateRecord } from './notifications';
@@ -72,8 +70,16 @@ export class VmmAgent {
       libvirtLost: false,
       now: Date.now(),
     };
-    this.responder.addWritable(O.vmPerVMNotificationsEnabled, this.truthValueScalar('perVmNotificationsEnabled'));
-    this.responder.addWritable(O.vmBulkNotificationsEnabled, this.truthValueScalar('bulkNotificationsEnabled'));
+    const writable = {
+      get: () => this.modelState,
+      set: (next: ModelState, object: string) => {
+        this.modelState = next;
+        this.applySwitches();
+        deps.log('info', `${object} set by SNMP SET: notifications per VM ${next.perVmNotificationsEnabled ? 'on' : 'off'}, ` +
+          `bulk ${next.bulkNotificationsEnabled ? 'on' : 'off'}`);
+      },
+    };
+    for (const { oid, object } of vmMibWritables(writable)) this.responder.addWritable(oid, object);
     // A libvirt event refreshes at once; a burst of events (a host booting
     // fifty VMs) becomes one refresh.
     deps.domains.onEvent(() => {
@@ -278,39 +284,6 @@ export class VmmAgent {
     const view = this.currentView.withValues(notificationSwitches(this.modelState));
     this.responder.setView(view);
     this.currentView = view;
-  }
-
-  /**
-   * vmPerVMNotificationsEnabled / vmBulkNotificationsEnabled: TruthValue,
-   * read-write, and (RFC 7666) not kept across agent restarts — the config
-   * file gives the value at start.
-   */
-  private truthValueScalar(key: 'perVmNotificationsEnabled' | 'bulkNotificationsEnabled') {
-    let before = false;
-    const check = (oid: Oid, value: Value): ResponseError => {
-      if (oid.length !== (key === 'perVmNotificationsEnabled' ? O.vmPerVMNotificationsEnabled : O.vmBulkNotificationsEnabled).length + 1 ||
-        oid[oid.length - 1] !== 0) return ResponseError.NoCreation;
-      if (value.type !== ValueType.Integer) return ResponseError.WrongType;
-      if (value.value !== O.TruthValue.True && value.value !== O.TruthValue.False) return ResponseError.WrongValue;
-      return ResponseError.NoError;
-    };
-    const apply = (enabled: boolean): void => {
-      this.modelState = { ...this.modelState, [key]: enabled };
-      this.applySwitches();
-    };
-    return {
-      test: check,
-      commit: (_oid: Oid, value: Value): ResponseError => {
-        before = this.modelState[key];
-        apply(value.type === ValueType.Integer && value.value === O.TruthValue.True);
-        this.deps.log('info', `${key === 'perVmNotificationsEnabled' ? 'vmPerVMNotificationsEnabled' : 'vmBulkNotificationsEnabled'} set to ${this.modelState[key]} by SNMP SET`);
-        return ResponseError.NoError;
-      },
-      undo: (): ResponseError => {
-        apply(before);
-        return ResponseError.NoError;
-      },
-    };
   }
 }
 

@@ -1,7 +1,7 @@
 // Snapshot → VM-MIB rows. Pure: the same snapshot and indexes give the same
 // view. Every choice of how a libvirt fact becomes an RFC 7666 value is made
 // here (and listed in README.md under "Mapping").
-import { MibView, MibViewBuilder, Oid, Value, VarBind } from '../../agentx';
+import { MibView, MibViewBuilder, Oid, truthValueScalar, Value, VarBind, WritableObject } from '../../agentx';
 import type { DiskRecord, DomainRecord, HostInfo, NicRecord, Snapshot } from '../snapshot';
 import { filesystemFor } from '../collectors/mounts';
 import type { VmIndexes } from '../state/index-store';
@@ -118,6 +118,35 @@ function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[]
       }
     },
   ];
+}
+
+/** The model state a Set may change, and what the agent does with a change. */
+export interface WritableState {
+  get(): ModelState;
+  /** Serve `next` (the state after a Set's commit or undo) at once. */
+  set(next: ModelState, object: string): void;
+}
+
+type SwitchKey = 'perVmNotificationsEnabled' | 'bulkNotificationsEnabled';
+
+/** VM-MIB's only writable objects (RFC 7666): the two notification switches, TruthValue scalars. */
+const NOTIFICATION_SWITCHES: readonly { oid: Oid; name: string; key: SwitchKey }[] = [
+  { oid: O.vmPerVMNotificationsEnabled, name: 'vmPerVMNotificationsEnabled', key: 'perVmNotificationsEnabled' },
+  { oid: O.vmBulkNotificationsEnabled, name: 'vmBulkNotificationsEnabled', key: 'bulkNotificationsEnabled' },
+];
+
+/**
+ * The writable objects of VM-MIB over the agent's model state. Their values
+ * do not survive a restart (RFC 7666): the configuration gives them at start.
+ */
+export function vmMibWritables(state: WritableState): { oid: Oid; object: WritableObject }[] {
+  return NOTIFICATION_SWITCHES.map(({ oid, name, key }) => ({
+    oid,
+    object: truthValueScalar(oid, {
+      get: () => state.get()[key],
+      set: (enabled) => state.set({ ...state.get(), [key]: enabled }, name),
+    }),
+  }));
 }
 
 /**
