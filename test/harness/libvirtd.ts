@@ -10,9 +10,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CommandResult, isPidAlive, ManagedProcess, runCommand, sleep, spawnManaged, stopProcess } from './process';
 import { unixSocketAccepts } from './ports';
+import { findTool, missingTools } from './prereq';
+import { forget, recordPidFiles } from './reaper';
 
-export const LIBVIRTD_BINARY = ['/usr/sbin/libvirtd', '/usr/bin/libvirtd'].find((p) => fs.existsSync(p));
-export const QEMU_BINARY = ['/usr/bin/qemu-system-x86_64'].find((p) => fs.existsSync(p));
+export const LIBVIRTD_BINARY = findTool('libvirtd') ?? undefined;
+export const QEMU_BINARY = findTool('qemu-system-x86_64') ?? undefined;
 /** The session daemon's QEMU driver is a loadable module (libvirt-daemon-driver-qemu). */
 export const QEMU_DRIVER_MODULE = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so';
 
@@ -20,9 +22,7 @@ const NOBODY = 65534;
 
 /** Why the daemon tests cannot run here, or null when they can. */
 export function libvirtdMissing(): string | null {
-  if (!LIBVIRTD_BINARY) return 'no libvirtd (apt-get install libvirt-daemon)';
-  if (!fs.existsSync('/usr/bin/virsh')) return 'no virsh (apt-get install libvirt-clients)';
-  return null;
+  return missingTools('libvirtd', 'virsh');
 }
 
 /** Why real QEMU guests cannot run here, or null when they can. */
@@ -30,8 +30,7 @@ export function qemuSessionMissing(): string | null {
   const daemon = libvirtdMissing();
   if (daemon) return daemon;
   if (!fs.existsSync(QEMU_DRIVER_MODULE)) return 'no QEMU driver for libvirtd (apt-get install libvirt-daemon-driver-qemu)';
-  if (!QEMU_BINARY) return 'no qemu-system-x86_64 (apt-get install qemu-system-x86)';
-  return null;
+  return missingTools('qemu-system-x86_64');
 }
 
 export interface StartLibvirtdOptions {
@@ -83,13 +82,26 @@ class LibvirtdLab implements SessionLibvirtd {
   private process: ManagedProcess | null = null;
   private previousRuns = '';
 
+  /** The reaper's record of the guests' and virtlogd's pid files (see dispose). */
+  private readonly pidFilesRecord: string | undefined;
+
   constructor(
     readonly labDir: string,
     readonly imageDir: string,
     readonly env: NodeJS.ProcessEnv,
     readonly uid: number,
     private readonly startTimeoutMs: number,
-  ) {}
+  ) {
+    // QEMU daemonises away from libvirtd's process group; if this suite never
+    // reaches dispose(), the run's reaper finds the guests through these files.
+    this.pidFilesRecord = recordPidFiles({
+      dirs: [path.join(this.runtimeDir, 'libvirt', 'qemu', 'run')],
+      files: [path.join(this.runtimeDir, 'libvirt', 'virtlogd.pid')],
+      exclude: ['driver.pid'],
+      uid,
+      owner: `the session libvirtd in ${labDir}`,
+    });
+  }
 
   get runtimeDir(): string {
     return this.env.XDG_RUNTIME_DIR as string;
@@ -192,6 +204,7 @@ class LibvirtdLab implements SessionLibvirtd {
       // Only processes of the daemon's user: a stale file must not make us kill a stranger.
       if (pid !== null && isPidAlive(pid) && ownerUid(pid) === this.uid) await stopProcess(pid, 2000);
     }
+    forget(this.pidFilesRecord);
     fs.rmSync(this.labDir, { recursive: true, force: true });
   }
 }

@@ -1,8 +1,26 @@
 // Child processes for test daemons and client tools: spawn with captured
 // output, wait for exit, stop by PID with SIGTERM→SIGKILL escalation. Never a
 // shell string and never "kill by name": other tests share the machine.
+// Every daemon leads its own process group and is recorded for the run's
+// reaper (reaper.js), which stops what a crashed or interrupted suite left.
 import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import { forget, recordProcess } from './reaper';
+
+/**
+ * The locale every process the harness starts runs with. Tests parse what
+ * virsh and the Net-SNMP tools print; in the C/POSIX locale (LANG unset: cron,
+ * containers, `env -i`) virsh prints a UTF-8 name as "\xff" escapes, and a
+ * translated locale would change virsh's labels. C.UTF-8 is built into glibc.
+ */
+export const UTF8_LOCALE = 'C.UTF-8';
+
+/** `env` with LANG and LC_ALL set to C.UTF-8 (and no LANGUAGE, which could still pick translations). */
+export function toolEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const result: NodeJS.ProcessEnv = { ...env, LANG: UTF8_LOCALE, LC_ALL: UTF8_LOCALE };
+  delete result.LANGUAGE;
+  return result;
+}
 
 export interface ExitStatus {
   code: number | null;
@@ -11,6 +29,8 @@ export interface ExitStatus {
 
 export interface ManagedProcess {
   readonly pid: number;
+  /** The process group the child leads (its pid): stopProcess signals all of it. */
+  readonly processGroup: number;
   /** argv[0] and arguments, for error messages. */
   readonly commandLine: string;
   /** Settles when the child has exited and been reaped (its /proc entry is gone). */
@@ -31,14 +51,17 @@ export interface SpawnOptions {
 }
 
 // Daemons still running when the test process exits would outlive it and hold
-// ports; SIGKILL is all a synchronous 'exit' handler can still do.
+// ports; SIGKILL is all a synchronous 'exit' handler can still do. (A process
+// killed by a signal runs no 'exit' handler: then the run's reaper does it.)
 const liveChildren = new Set<number>();
 process.once('exit', () => {
   for (const pid of liveChildren) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
+    for (const target of [-pid, pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
   }
 });
@@ -47,7 +70,16 @@ export function spawnManaged(command: string, args: readonly string[], options: 
   const commandLine = [command, ...args].join(' ');
   const maxChars = options.maxOutputChars ?? 1_000_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // detached: the child leads a process group of its own, so stopping it
+    // reaches whatever it forked, and a Ctrl-C meant for jest does not race
+    // the harness's orderly stop (the run's reaper covers an interrupted run).
+    const child = spawn(command, args, {
+      env: toolEnv(options.env),
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let record: string | undefined;
     let captured = '';
     let exitStatus: ExitStatus | undefined;
     const listeners: Array<(text: string) => void> = [];
@@ -68,6 +100,7 @@ export function spawnManaged(command: string, args: readonly string[], options: 
       child.once('close', (code, signal) => {
         exitStatus = { code, signal };
         if (child.pid !== undefined) liveChildren.delete(child.pid);
+        forget(record);
         logStream?.end();
         resolveExit(exitStatus);
       });
@@ -81,8 +114,10 @@ export function spawnManaged(command: string, args: readonly string[], options: 
         return;
       }
       liveChildren.add(pid);
+      record = recordProcess(pid, { command: commandLine, group: true });
       resolve({
         pid,
+        processGroup: pid,
         commandLine,
         exited,
         hasExited: () => exitStatus !== undefined,
@@ -138,20 +173,45 @@ function signalPid(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+function groupExists(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * SIGTERM, wait up to `graceMs`, then SIGKILL and wait again. Pass the managed
- * process when it is our child, so we also wait until Node has reaped it.
+ * process when it is our child, so we also wait until Node has reaped it; its
+ * whole process group is signalled, and members outliving the leader by a
+ * second are SIGKILLed. A bare pid is signalled alone.
  */
 export async function stopProcess(target: ManagedProcess | number, graceMs = 3000): Promise<void> {
   const pid = typeof target === 'number' ? target : target.pid;
   const exited = typeof target === 'number' ? undefined : target.exited;
-  if (typeof target !== 'number' && target.hasExited()) return;
-  signalPid(pid, 'SIGTERM');
-  if (await waitUntilGone(pid, exited, graceMs)) return;
-  signalPid(pid, 'SIGKILL');
-  if (!(await waitUntilGone(pid, exited, 5000))) {
-    throw new Error(`process ${pid} survived SIGKILL for 5 s`);
+  const group = typeof target === 'number' ? undefined : target.processGroup;
+  if (typeof target !== 'number' && target.hasExited()) {
+    if (group !== undefined) await stopGroupRemains(group);
+    return;
   }
+  signalPid(group !== undefined ? -group : pid, 'SIGTERM');
+  if (!(await waitUntilGone(pid, exited, graceMs))) {
+    signalPid(group !== undefined ? -group : pid, 'SIGKILL');
+    if (!(await waitUntilGone(pid, exited, 5000))) {
+      throw new Error(`process ${pid} survived SIGKILL for 5 s`);
+    }
+  }
+  if (group !== undefined) await stopGroupRemains(group);
+}
+
+/** After the leader is gone, what is left of its group gets a second, then SIGKILL. */
+async function stopGroupRemains(pgid: number): Promise<void> {
+  // The group id stays allocated while any member lives, so this cannot hit a stranger.
+  const deadline = Date.now() + 1000;
+  while (groupExists(pgid) && Date.now() < deadline) await sleep(20);
+  if (groupExists(pgid)) signalPid(-pgid, 'SIGKILL');
 }
 
 export interface CommandResult {
@@ -161,7 +221,7 @@ export interface CommandResult {
   exitCode: number | null;
 }
 
-/** Runs a command to completion; a non-zero exit is a result, not an exception. */
+/** Runs a command to completion (in the C.UTF-8 locale); a non-zero exit is a result, not an exception. */
 export function runCommand(
   command: string,
   args: readonly string[],
@@ -171,7 +231,7 @@ export function runCommand(
     execFile(
       command,
       args,
-      { env: options.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' },
+      { env: toolEnv(options.env), timeout: options.timeoutMs ?? 60_000, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' },
       (err, stdout, stderr) => {
         if (err && typeof err.code === 'string') {
           reject(new Error(`cannot run ${command}: ${err.message}`));
