@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# npm test: sets itself up the way `npm run demo` does, then runs every test.
+# - Node >= 20 (package.json "engines"), else one line saying so.
+# - The Debian packages the tests need (TEST_PACKAGES in scripts/packages.sh,
+#   the list .ci/run uses): installed when missing if we are root, else the
+#   exact apt-get line is printed and we stop before running anything.
+# - npm ci when node_modules has no jest; then the build (the integration
+#   tests run dist/src/cli.js).
+# - jest through scripts/run-tests.js, which stops every daemon the tests
+#   started, also after a crash, a failure or Ctrl-C / SIGTERM, and ends with
+#   "tests: N passed, N failed, N skipped".
+# Arguments go to jest (npm test -- test/harness).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# What .ci/run reads when it is our caller; otherwise the same line ourselves.
+gave_up() {
+  [ -z "${VMM_TEST_SUMMARY:-}" ] && echo "tests: 0 passed, 1 failed"
+  exit 1
+}
+
+major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$major" -lt 20 ]; then
+  echo "npm test needs Node.js >= 20 (this is $(node --version 2>/dev/null || echo 'no node')):" \
+       "Debian 13's nodejs, or NodeSource's package on Debian 12."
+  exit 1
+fi
+
+source scripts/packages.sh
+ensure_packages test || exit 1
+
+[ -x node_modules/.bin/jest ] || npm ci --no-audit --no-fund || gave_up
+npm run --silent build || gave_up
+
+exec node scripts/run-tests.js "$@"
