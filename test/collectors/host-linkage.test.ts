@@ -8,7 +8,9 @@
 // - a private mount namespace whose /proc/cpuinfo, /proc/stat and mount table
 //   are our fixtures (an offline CPU, every fs-type case), so the parsers are
 //   checked against snmpd on inputs this machine does not have.
-// Needs root (snmpd runs as nobody via setpriv; ip netns; unshare -m).
+// The first runs as any user (snmpd as nobody when root, else as us); the
+// namespace ones need root (ip netns; unshare -m) and are skipped, with that
+// reason, otherwise.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,7 +29,8 @@ import {
   snmpget,
   snmpwalk,
 } from '../harness/snmp-tools';
-import { SNMPD_BINARY, SNMPD_GID, SNMPD_UID, SnmpdInstance, startSnmpd } from '../harness/snmpd';
+import { chownForSnmpd, SNMPD_BINARY, snmpdUserPrefix, SnmpdInstance, startSnmpd } from '../harness/snmpd';
+import { describeUnless, firstReason, missingTools, needsRoot } from '../harness/prereq';
 
 const HR_PROCESSOR_FRW_ID = '1.3.6.1.2.1.25.3.3.1.1';
 const HR_STORAGE_TYPE = '1.3.6.1.2.1.25.2.3.1.2';
@@ -38,8 +41,12 @@ const FILESYSTEM_STORAGE_TYPES = new Set(['.1.3.6.1.2.1.25.2.1.4', '.1.3.6.1.2.1
 const SYS_UPTIME = '1.3.6.1.2.1.1.3.0';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'host');
-const isRoot = process.getuid?.() === 0;
-const describeAsRoot = isRoot ? describe : describe.skip;
+const SNMP_TOOLS = missingTools('snmpd', 'snmpget', 'snmpwalk');
+const describeWithSnmpd = describeUnless(SNMP_TOOLS);
+const describeInNetns = describeUnless(firstReason(needsRoot('ip netns add'), missingTools('ip'), SNMP_TOOLS));
+const describeInMountNs = describeUnless(firstReason(
+  needsRoot('unshare --mount and mount --bind over /proc files'), missingTools('unshare', 'mount'), SNMP_TOOLS,
+));
 
 /** Column instance index → value, from a walk of one column. */
 function columnValues(varbinds: readonly SnmpVarbindLine[], column: string): Map<number, string> {
@@ -104,10 +111,10 @@ async function startWrappedSnmpd(
     [`agentAddress udp:127.0.0.1:${udpPort}`, 'rocommunity public 127.0.0.1', 'dontLogTCPWrappersConnects yes', ''].join('\n'),
   );
   fs.chmodSync(labDir, 0o755);
-  for (const p of [labDir, persistDir, configPath]) fs.chownSync(p, SNMPD_UID, SNMPD_GID);
+  chownForSnmpd([labDir, persistDir, configPath]);
 
   const snmpdArgs = [
-    'setpriv', `--reuid=${SNMPD_UID}`, `--regid=${SNMPD_GID}`, '--clear-groups',
+    ...snmpdUserPrefix(),
     SNMPD_BINARY, '-f', '-Lo', '-C', '-I', '-smux', '-c', configPath,
   ];
   const child = await spawnManaged(wrapper[0], [...wrapper.slice(1), ...snmpdArgs], {
@@ -131,7 +138,7 @@ async function startWrappedSnmpd(
   throw new Error(`snmpd via "${wrapper.join(' ')}" did not answer within 10 s; output:\n${output}`);
 }
 
-describeAsRoot('host indexes equal snmpd 5.9.3 on this host', () => {
+describeWithSnmpd('host indexes equal snmpd 5.9.3 on this host', () => {
   let snmpd: SnmpdInstance;
   beforeAll(async () => {
     snmpd = await startSnmpd();
@@ -176,7 +183,7 @@ describeAsRoot('host indexes equal snmpd 5.9.3 on this host', () => {
   });
 });
 
-describeAsRoot('interface indexes equal snmpd 5.9.3 inside a network namespace', () => {
+describeInNetns('interface indexes equal snmpd 5.9.3 inside a network namespace', () => {
   const ns = `vmmtest-${randomBytes(4).toString('hex')}`;
   let snmpd: WrappedSnmpd | undefined;
 
@@ -222,7 +229,7 @@ describeAsRoot('interface indexes equal snmpd 5.9.3 inside a network namespace',
   });
 });
 
-describeAsRoot('parsers equal snmpd 5.9.3 on fixture /proc and mount table (private mount namespace)', () => {
+describeInMountNs('parsers equal snmpd 5.9.3 on fixture /proc and mount table (private mount namespace)', () => {
   let snmpd: WrappedSnmpd | undefined;
   let fixtureCopies: string;
 

@@ -2,7 +2,11 @@
 // integration test built on them would fail for the wrong reason.
 import * as fs from 'node:fs';
 import { tcpPortAccepts, unixSocketAccepts } from './ports';
-import { SnmpdInstance, startSnmpd } from './snmpd';
+import { SNMPD_AS_NOBODY, SnmpdInstance, startSnmpd } from './snmpd';
+import { describeUnless, missingTools } from './prereq';
+import { runCommand } from './process';
+import { virsh } from '../collectors/virsh-oracle';
+import { DEMO_URI } from './agent';
 import { parseVarbindLines, runSnmpTool, snmpbulkwalk, snmpget, snmpwalk } from './snmp-tools';
 import { TrapReceiver, startSnmptrapd } from './snmptrapd';
 
@@ -25,7 +29,10 @@ async function track<T extends SnmpdInstance | TrapReceiver>(daemon: Promise<T>)
   return d;
 }
 
-describe.each(['unix', 'tcp'] as const)('startSnmpd with AgentX over %s', (transport) => {
+const describeWithSnmpd = describeUnless(missingTools('snmpd', 'snmpget', 'snmpwalk', 'snmpbulkwalk'));
+const describeWithTrapd = describeUnless(missingTools('snmptrapd', 'snmptrap', 'snmpd'));
+
+for (const transport of ['unix', 'tcp'] as const) describeWithSnmpd(`startSnmpd with AgentX over ${transport}`, () => {
   let snmpd: SnmpdInstance;
   beforeAll(async () => {
     const t0 = process.hrtime.bigint();
@@ -34,9 +41,10 @@ describe.each(['unix', 'tcp'] as const)('startSnmpd with AgentX over %s', (trans
     process.stdout.write(`startSnmpd(${transport}) took ${ms.toFixed(0)} ms\n`);
   });
 
-  it('runs snmpd as nobody with its agentx socket where agentxAddress says', async () => {
+  it('runs snmpd as nobody (as root) or as us, with its agentx socket where agentxAddress says', async () => {
     const status = fs.readFileSync(`/proc/${snmpd.pid}/status`, 'utf8');
-    expect(status).toMatch(/^Uid:\s+65534\s+65534/m);
+    const uid = SNMPD_AS_NOBODY ? 65534 : process.getuid?.();
+    expect(status).toMatch(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s`, 'm'));
     expect(fs.readlinkSync(`/proc/${snmpd.pid}/exe`)).toBe('/usr/sbin/snmpd');
     if (transport === 'unix') {
       expect(snmpd.agentxAddress).toBe(`unix:${snmpd.labDir}/agentx.sock`);
@@ -93,7 +101,7 @@ describe.each(['unix', 'tcp'] as const)('startSnmpd with AgentX over %s', (trans
   });
 });
 
-describe('client tools', () => {
+describeWithSnmpd('client tools', () => {
   let snmpd: SnmpdInstance;
   beforeAll(async () => {
     snmpd = await track(startSnmpd());
@@ -124,16 +132,16 @@ describe('client tools', () => {
   });
 });
 
-describe('start-up failures', () => {
+describeWithSnmpd('start-up failures', () => {
   it('rejects with the snmpd log tail when snmpd cannot start', async () => {
-    // nobody cannot bind a privileged port, so snmpd exits at once.
+    // Neither nobody nor a plain user can bind a privileged port, so snmpd exits at once.
     await expect(startSnmpd({ extraConfig: ['agentAddress udp:127.0.0.1:1'] })).rejects.toThrow(
       /exited during start-up[\s\S]*udp:127\.0\.0\.1:1/,
     );
   });
 });
 
-describe('startSnmptrapd', () => {
+describeWithTrapd('startSnmptrapd', () => {
   let traps: TrapReceiver;
   beforeAll(async () => {
     traps = await track(startSnmptrapd());
@@ -165,5 +173,32 @@ describe('startSnmptrapd', () => {
     expect(snmpd.pid).toBeGreaterThan(0);
     const text = await traps.waitFor((t) => t.includes(COLD_START) && !t.includes('hello trap'), 10_000);
     expect(parseVarbindLines(text)).toContainEqual({ oid: SNMP_TRAP_OID, type: 'OID', value: COLD_START });
+  });
+});
+
+describe('the locale of the tools the tests read', () => {
+  it('is C.UTF-8 whatever LANG, LC_ALL and LANGUAGE say', async () => {
+    const r = await runCommand('sh', ['-c', 'echo "$LANG $LC_ALL ${LANGUAGE-unset}"'], {
+      env: { PATH: process.env.PATH, LANG: 'de_DE.ISO-8859-1', LC_ALL: 'C', LANGUAGE: 'de' },
+    });
+    expect(r.stdout.trim()).toBe('C.UTF-8 C.UTF-8 unset');
+  });
+
+  describeUnless(missingTools('virsh'))('virsh', () => {
+    const saved = { LANG: process.env.LANG, LC_ALL: process.env.LC_ALL };
+    afterEach(() => {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    });
+
+    it('prints UTF-8 names in its tables under LC_ALL=C (in C, as \\xff escapes)', () => {
+      process.env.LC_ALL = 'C';
+      delete process.env.LANG;
+      const [list, disks] = virsh(DEMO_URI, ['list --all', 'domblklist fileserver-größe']);
+      expect(list).toMatch(/^ *6 +fileserver-größe +running$/m);
+      expect(disks).toMatch(/^ *sda +\/var\/lib\/libvirt\/images\/fileserver-größe\.qcow2$/m);
+    });
   });
 });

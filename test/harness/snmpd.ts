@@ -1,6 +1,7 @@
 // A private, unprivileged Net-SNMP master agent for integration tests
 // (platform-notes §3): its own temp dir, config, free ports and AgentX socket,
-// running as nobody so nothing it does can touch the machine's real snmpd.
+// running as nobody when we are root (so nothing it does can touch the
+// machine's real snmpd), else as the current user in its temp dir.
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,9 +11,25 @@ import { ManagedProcess, sleep, spawnManaged, stopProcess } from './process';
 import { snmpget } from './snmp-tools';
 
 export const SNMPD_BINARY = '/usr/sbin/snmpd';
-/** snmpd runs as nobody:nogroup; the lab dir belongs to it so it can create the socket. */
-export const SNMPD_UID = 65534;
-export const SNMPD_GID = 65534;
+/**
+ * As root, snmpd runs as nobody:nogroup (setpriv) and the lab dir belongs to
+ * it so it can create the socket; otherwise it runs as we do, in our own lab
+ * dir, and needs no privilege at all.
+ */
+export const SNMPD_AS_NOBODY = process.getuid?.() === 0;
+export const SNMPD_UID = SNMPD_AS_NOBODY ? 65534 : (process.getuid?.() ?? 65534);
+export const SNMPD_GID = SNMPD_AS_NOBODY ? 65534 : (process.getgid?.() ?? 65534);
+
+/** What to put before the snmpd command line: setpriv to nobody as root, nothing otherwise. */
+export function snmpdUserPrefix(): string[] {
+  return SNMPD_AS_NOBODY ? ['setpriv', `--reuid=${SNMPD_UID}`, `--regid=${SNMPD_GID}`, '--clear-groups'] : [];
+}
+
+/** Hands lab files to the snmpd user (only needed, and only possible, as root). */
+export function chownForSnmpd(paths: readonly string[]): void {
+  if (!SNMPD_AS_NOBODY) return;
+  for (const p of paths) fs.chownSync(p, SNMPD_UID, SNMPD_GID);
+}
 
 export interface StartSnmpdOptions {
   agentxTransport?: 'unix' | 'tcp';
@@ -109,8 +126,9 @@ function renderConfig(layout: LabLayout, udpPort: number, agentxAddress: string,
     'dontLogTCPWrappersConnects yes',
   ];
   if (layout.socketPath !== undefined) {
-    // Socket and dir owned by nobody; group/other bits matter only to non-root
-    // subagents, root connects regardless (RFC 2741 §8.1 leaves access to the OS).
+    // Socket and dir owned by snmpd's user (nobody as root); group/other bits
+    // matter only to subagents of another non-root user, root connects
+    // regardless (RFC 2741 §8.1 leaves access to the OS).
     lines.push('agentXPerms 0770 0770');
   }
   if (opts.trapSink) {
@@ -155,7 +173,7 @@ class SnmpdLab implements SnmpdInstance {
     if (layout.socketPath !== undefined) fs.rmSync(layout.socketPath, { force: true });
     const [command, ...args] = [
       ...(this.commandPrefix ?? []),
-      'setpriv', `--reuid=${SNMPD_UID}`, `--regid=${SNMPD_GID}`, '--clear-groups',
+      ...snmpdUserPrefix(),
       SNMPD_BINARY, '-f', '-Lo', '-C', '-I', '-smux', '-c', layout.configPath, '-p', layout.pidFile,
     ];
     const child = await spawnManaged(
@@ -218,7 +236,7 @@ class SnmpdLab implements SnmpdInstance {
   }
 }
 
-/** Starts a private snmpd as nobody and resolves once it answers SNMP and its AgentX socket exists. */
+/** Starts a private snmpd (as nobody when root) and resolves once it answers SNMP and its AgentX socket exists. */
 export async function startSnmpd(opts: StartSnmpdOptions = {}): Promise<SnmpdInstance> {
   const labDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-snmpd-'));
   try {
@@ -239,7 +257,7 @@ export async function startSnmpd(opts: StartSnmpdOptions = {}): Promise<SnmpdIns
     fs.writeFileSync(layout.configPath, renderConfig(layout, udpPort, agentxAddress, opts));
     // Traversable by anyone so non-root test processes can reach the socket.
     fs.chmodSync(labDir, 0o755);
-    for (const p of [labDir, layout.persistDir, layout.configPath]) fs.chownSync(p, SNMPD_UID, SNMPD_GID);
+    chownForSnmpd([labDir, layout.persistDir, layout.configPath]);
 
     const lab = new SnmpdLab(layout, udpPort, agentxAddress, opts.startTimeoutMs ?? 10_000, opts.commandPrefix);
     await lab.launch();

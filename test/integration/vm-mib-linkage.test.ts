@@ -5,13 +5,14 @@
 // the agent inside it (`ip netns exec` also gives each a sysfs of that
 // namespace), and checks the agent's numbers against snmpd's tables. The
 // AgentX socket is a path in a temp dir, so it connects across the namespace.
-// Needs root (ip netns, snmpd as nobody).
+// Needs root (ip netns); skipped with that reason otherwise.
 import { mkdtempSync, rmSync, statSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { randomBytes } from 'crypto';
 import { AgentProcess, DEMO_URI, startAgent } from '../harness/agent';
 import { runCommand } from '../harness/process';
+import { describeUnless, firstReason, missingTools, needsRoot } from '../harness/prereq';
 import { snmpbulkwalk, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { ipLinkParents } from './host-facts';
@@ -48,9 +49,10 @@ const PORTS: Array<{ name: string; parent: string | null }> = [
  */
 const ABSENT = ['tap-anl02', 'testnet0', 'testnet0'];
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) process.stdout.write('vm-mib-linkage: skipped — ip netns and snmpd as nobody need root\n');
-const describeAsRoot = isRoot ? describe : describe.skip;
+const describeAsRoot = describeUnless(firstReason(
+  needsRoot('ip netns add (a network namespace with the fixture\'s bridges and taps)'),
+  missingTools('ip', 'virsh', 'snmpd', 'snmpbulkwalk'),
+));
 
 async function ip(...args: string[]): Promise<void> {
   const r = await runCommand('ip', args, { env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });

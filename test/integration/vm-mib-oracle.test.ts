@@ -11,6 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { AgentProcess, DEMO_FIXTURE, DEMO_URI, MIB_DIR, startAgent } from '../harness/agent';
 import { sleep } from '../harness/process';
+import { describeUnless, missingTools } from '../harness/prereq';
 import { NPM_NET_SNMP_MIB_DIR, snmpbulkwalk, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { expandCpuList, keyValues, seconds, virsh } from '../collectors/virsh-oracle';
@@ -34,9 +35,8 @@ const FILESYSTEM_STORAGE_TYPES = new Set(['.1.3.6.1.2.1.25.2.1.4', '.1.3.6.1.2.1
 /** Net-SNMP numbers processors 196608 + CPU number (README). */
 const HR_PROCESSOR_BASE = 196608;
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) process.stdout.write('vm-mib-oracle: skipped — the private snmpd runs as nobody via setpriv, which needs root\n');
-const describeAsRoot = isRoot ? describe : describe.skip;
+// virsh is the oracle; snmpd runs as nobody when we are root, else as us.
+const describeWithTools = describeUnless(missingTools('virsh', 'snmpd', 'snmpbulkwalk'));
 
 // ------------------------------------------------------------------ helpers
 
@@ -46,7 +46,7 @@ async function walkVmMib(snmpd: SnmpdInstance): Promise<Walk> {
 
 // ------------------------------------------------------------------ tests
 
-describeAsRoot('VM-MIB through snmpd equals virsh on the demo fixture', () => {
+describeWithTools('VM-MIB through snmpd equals virsh on the demo fixture', () => {
   let snmpd: SnmpdInstance;
   let agent: AgentProcess;
   let agentStartedAt: number;
@@ -404,7 +404,7 @@ async function fixtureWith(names: string[], dir: string): Promise<string> {
   return file;
 }
 
-describeAsRoot('vmIndex is kept per UUID in the state directory', () => {
+describeWithTools('vmIndex is kept per UUID in the state directory', () => {
   let snmpd: SnmpdInstance;
   const dirs: string[] = [];
   const tempDir = async (): Promise<string> => {
