@@ -10,11 +10,12 @@ import { tmpdir } from 'os';
 import * as path from 'path';
 import { LibvirtCollector } from '../../src/collectors/libvirt';
 import { ErrorCode, LibvirtError } from '../../src/libvirt/errors';
-import { sleep, spawnManaged, stopProcess, type ManagedProcess } from '../harness/process';
+import { sleep, spawnManaged, stopProcess, toolEnv, type ManagedProcess } from '../harness/process';
+import { describeUnless, findTool, missingTools } from '../harness/prereq';
 
-const LIBVIRTD = ['/usr/sbin/libvirtd', '/usr/bin/libvirtd'].find((p) => existsSync(p));
-const describeWithDaemon = LIBVIRTD ? describe : describe.skip;
-if (!LIBVIRTD) console.warn('libvirt-rpc.test.ts skipped: no libvirtd (apt-get install libvirt-daemon)');
+const LIBVIRTD = findTool('libvirtd');
+// virsh is the other client that changes the domains under the collector.
+const describeWithDaemon = describeUnless(missingTools('libvirtd', 'virsh'));
 
 const NOBODY = 65534;
 
@@ -50,7 +51,8 @@ describeWithDaemon('LibvirtCollector over RPC (session libvirtd serving test:///
     rmSync(socket, { force: true });
   }
 
-  const virsh = (...args: string[]): string => execFileSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
+  const virsh = (...args: string[]): string =>
+    execFileSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8', env: toolEnv() });
 
   beforeAll(async () => {
     lab = mkdtempSync(path.join(tmpdir(), 'vmm-libvirtd-'));

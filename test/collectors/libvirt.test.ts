@@ -8,6 +8,8 @@ import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { LibvirtCollector } from '../../src/collectors/libvirt';
 import type { DomainRecord } from '../../src/snapshot';
+import { toolEnv } from '../harness/process';
+import { describeUnless, missingTools } from '../harness/prereq';
 import {
   attrIn,
   dash,
@@ -26,7 +28,7 @@ const URI = `test://${DEMO}`;
 
 // ------------------------------------------------------------------ tests
 
-describe('LibvirtCollector on the demo host (test driver)', () => {
+describeUnless(missingTools('virsh'))('LibvirtCollector on the demo host (test driver)', () => {
   const logs: Array<[string, string]> = [];
   const collector = new LibvirtCollector({ log: (level, message) => logs.push([level, message]) });
   let records: DomainRecord[];
@@ -209,7 +211,7 @@ describe('LibvirtCollector on the demo host (test driver)', () => {
   });
 
   it('reports no job state where the driver has no job API (virsh domjobinfo fails too)', () => {
-    const r = spawnSync('virsh', ['-c', URI, 'domjobinfo', 'web-01'], { encoding: 'utf8' });
+    const r = spawnSync('virsh', ['-c', URI, 'domjobinfo', 'web-01'], { encoding: 'utf8', env: toolEnv() });
     expect(r.stderr).toMatch(/not supported by the connection driver/);
     expect(records.every((d) => d.jobType === null && d.jobOperation === null)).toBe(true);
   });

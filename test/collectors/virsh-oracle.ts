@@ -2,11 +2,16 @@
 // against a test-driver URI in a separate process and parses virsh's tables.
 
 import { execFileSync } from 'child_process';
+import { toolEnv } from '../harness/process';
 
 /** Runs several virsh commands in one process; returns each command's output. */
 export function virsh(uri: string, commands: string[]): string[] {
   const marker = '@@@@ next command @@@@';
-  const out = execFileSync('virsh', ['-q', '-c', uri, commands.join(` ; echo ${marker} ; `)], { encoding: 'utf8' });
+  // toolEnv: in the C locale virsh would print non-ASCII names as \xNN escapes.
+  const out = execFileSync('virsh', ['-q', '-c', uri, commands.join(` ; echo ${marker} ; `)], {
+    encoding: 'utf8',
+    env: toolEnv(),
+  });
   return out.split(marker).map((s) => s.trim());
 }
 

@@ -9,13 +9,12 @@ import * as path from 'node:path';
 import { AgentProcess, requireBuiltCli, startAgent } from '../harness/agent';
 import { libvirtdMissing, SessionLibvirtd, startSessionLibvirtd } from '../harness/libvirtd';
 import { sleep } from '../harness/process';
+import { describeUnless, firstReason, missingTools } from '../harness/prereq';
 import { parseVarbindLines, runSnmpTool, snmpget, SnmpVarbindLine, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { startSnmptrapd, TrapReceiver } from '../harness/snmptrapd';
 
-const missing = libvirtdMissing();
-const describeWithDaemon = missing ? describe.skip : describe;
-if (missing) console.warn(`vm-events.test.ts skipped: ${missing}`);
+const describeWithDaemon = describeUnless(firstReason(libvirtdMissing(), missingTools('snmpd', 'snmptrapd', 'snmpget')));
 
 const VM_MIB = '.1.3.6.1.2.1.236';
 const vmNumber = `${VM_MIB}.1.2.0`;

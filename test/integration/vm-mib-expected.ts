@@ -3,6 +3,7 @@
 // → VM-MIB". Deliberately written apart from src/model: a test that called
 // the agent's own mapping could not catch a wrong mapping.
 import { spawnSync } from 'child_process';
+import { toolEnv } from '../harness/process';
 import { attrIn, dash, diskBlocks, virsh, virshView, type VirshView } from '../collectors/virsh-oracle';
 
 const INT32_MAX = 2147483647n;
@@ -96,7 +97,7 @@ export function readVirsh(uri: string, disks: Map<string, string[]> = new Map())
 function migrationJobs(uri: string, names: string[]): Set<string> {
   const out = new Set<string>();
   for (const name of names) {
-    const r = spawnSync('virsh', ['-q', '-c', uri, 'domjobinfo', name], { encoding: 'utf8' });
+    const r = spawnSync('virsh', ['-q', '-c', uri, 'domjobinfo', name], { encoding: 'utf8', env: toolEnv() });
     if (r.status !== 0) {
       if (/not supported/.test(r.stderr)) return out;
       throw new Error(`virsh domjobinfo ${name}: ${r.stderr.trim()}`);

@@ -7,13 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AgentProcess, requireBuiltCli, startAgent } from '../harness/agent';
 import { qemuSessionMissing, SessionLibvirtd, startSessionLibvirtd } from '../harness/libvirtd';
-import { sleep } from '../harness/process';
+import { sleep, toolEnv } from '../harness/process';
+import { describeUnless, firstReason, missingTools } from '../harness/prereq';
 import { snmpget, SnmpVarbindLine, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 
-const missing = qemuSessionMissing();
-const describeWithQemu = missing ? describe.skip : describe;
-if (missing) console.warn(`vm-qemu.test.ts skipped: ${missing}`);
+const describeWithQemu = describeUnless(firstReason(qemuSessionMissing(), missingTools('snmpd', 'snmpget')));
 
 const VM_MIB = '.1.3.6.1.2.1.236';
 const vmColumn = (column: number, vmIndex: number): string => `${VM_MIB}.1.4.1.${column}.${vmIndex}`;
@@ -159,7 +158,7 @@ describeWithQemu('a real qemu:///session TCG guest through snmpd', () => {
     expect((await row(STORAGE.sourceType)).value).toBe('4');
 
     // The filesystem snmpd's hrStorageTable lists for the image: the mount point df names.
-    const mountPoint = execFileSync('df', ['--output=target', disk], { encoding: 'utf8' }).trim().split('\n').pop()!.trim();
+    const mountPoint = execFileSync('df', ['--output=target', disk], { encoding: 'utf8', env: toolEnv() }).trim().split('\n').pop()!.trim();
     const storage = await snmpwalk(snmpd, hrStorageDescr);
     const hrIndex = storage.varbinds.find((v) => v.value === mountPoint)?.oid.split('.').pop();
     expect(hrIndex).toBeDefined();

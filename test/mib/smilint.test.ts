@@ -9,6 +9,8 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { toolEnv } from '../harness/process';
+import { describeUnless, missingTools } from '../harness/prereq';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const projectMibDir = path.join(repoRoot, 'mib');
@@ -121,7 +123,7 @@ interface ToolOutput {
  */
 function runTool(file: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<ToolOutput> {
   return new Promise((resolve, reject) => {
-    execFile(file, [...args], { cwd: repoRoot, env, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(file, [...args], { cwd: repoRoot, env: toolEnv(env), timeout: 30_000 }, (error, stdout, stderr) => {
       if (error !== null && typeof error.code !== 'number') {
         reject(new Error(`cannot run ${file} (${error.message}); install it: apt-get install smitools snmp`));
         return;
@@ -142,7 +144,7 @@ function outputLines(output: ToolOutput): string[] {
   return `${output.stdout}\n${output.stderr}`.split('\n').filter((line) => line.trim() !== '');
 }
 
-describe('smilint on mib/', () => {
+describeUnless(missingTools('smilint'))('smilint on mib/', () => {
   it('ships exactly the expected module files', async () => {
     const files = (await readdir(projectMibDir)).filter((name) => name.endsWith('.txt')).sort();
     expect(files).toEqual(expectedModuleFiles);
@@ -164,7 +166,7 @@ describe('smilint on mib/', () => {
   });
 });
 
-describe('snmptranslate with VM-MIB', () => {
+describeUnless(missingTools('snmptranslate'))('snmptranslate with VM-MIB', () => {
   let persistentDir = '';
   let emptyConfigDir = '';
 
