@@ -1,30 +1,19 @@
-// The running agent: collectors → immutable snapshot → sorted view → AgentX
-// responder. Refreshes run on a timer and on libvirt events; requests are
-// answered from the last view and never wait for a refresh.
+// The running agent: a scheduler and view publisher. Each refresh collects a
+// snapshot (src/snapshot-collector.ts), numbers its VMs (the index store),
+// lets the model turn them into a view (model/vm-mib.ts) and serves it;
+// notifications come from the difference to the last fresh refresh.
+// Refreshes run on a timer and on libvirt events; requests are answered from
+// the last view and never wait for a refresh.
 import { AgentxLog, AgentxSession, MibView, Responder, formatOid } from '../agentx';
 import type { Config } from './config';
-import { collectHost, HostCollectorState } from './collectors/host';
-import { ImagePathResolver } from './collectors/mounts';
-import { qemuStartTimes } from './collectors/qemu-processes';
-import type { HostPaths } from './collectors/paths';
-import { buildVmMibViewInSlices, hvUpTimeTicks, imageFile, ModelState, nicKey, notificationSwitches, vmMibWritables, vmRows } from './model/vm-mib';
-import * as O from './model/vm-mib-oids';
-import { operState } from './model/vm-state';
-import { Notification, notificationsFor, VmStateRecord } from './notifications';
+import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, vmMibWritables } from './model/vm-mib';
+import { Notification, NotificationBaseline } from './notifications';
 import { releaseFreedNativeMemory } from './native-memory';
-import type { DomainRecord, HypervisorInfo, Snapshot } from './snapshot';
-import { VmIndexes, VmIndexStore } from './state/index-store';
+import { CollectorReport } from './collectors/collector';
+import { DomainSource, SnapshotCollector } from './snapshot-collector';
+import type { VmIndexes, VmIndexStore } from './state/index-store';
 
-/** What the agent needs from libvirt; LibvirtCollector provides it. */
-export interface DomainSource {
-  hypervisorInfo(): HypervisorInfo | null;
-  /** Every domain, or a rejection while libvirt is unreachable. */
-  collect(): Promise<DomainRecord[]>;
-  /** The last good record of every domain, served while libvirt is unreachable. */
-  lastKnown(): DomainRecord[];
-  onEvent(cb: (uuid: string) => void): void;
-  close(): Promise<void>;
-}
+export type { DomainSource } from './snapshot-collector';
 
 export interface AgentDeps {
   config: Config;
@@ -33,40 +22,37 @@ export interface AgentDeps {
   log: AgentxLog;
 }
 
+/** How long a burst of libvirt events is gathered into one refresh. */
+const EVENT_DEBOUNCE_MS = 50;
+
 export class VmmAgent {
   readonly responder: Responder;
-  // No snapshot, rows or domain records are kept between refreshes: the view
-  // holds every value served, a Set patches the view, and while libvirt is
-  // away the collector's last records are used. Holding the last snapshot
-  // kept 10,000 VMs' records alive while the next refresh made new ones,
-  // both sets at once at the memory peak of every refresh.
-  /** VM indexes of the last refresh, null before the first: a different set of VMs changes vmTableLastChange. */
-  private indexes: Map<string, VmIndexes> | null = null;
-  /** Oper states of the last refresh that reached libvirt; null until one has. */
-  private states: Map<string, VmStateRecord> | null = null;
+  // Between refreshes the agent keeps no snapshot or records: the view holds
+  // every value served and a Set patches it (the replaced snapshot would
+  // otherwise live on beside the next one at every refresh's memory peak).
+  private readonly collector: SnapshotCollector;
+  private readonly notifications = new NotificationBaseline();
+  /** VM indexes of the last refresh, null before the first: another set of VMs changes vmTableLastChange. */
+  private indexes: ReadonlyMap<string, VmIndexes> | null = null;
   private modelState: ModelState;
-  /** Whether any collection has succeeded: before one, there are no domains to serve, not zero. */
-  private collectedOnce = false;
-  private libvirtDownSince: number | null = null;
+  private currentView: MibView | null = null;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
   /** After stop(): no new refresh starts (a libvirt event may still arrive). */
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
-  private readonly paths: HostPaths;
-  /** Kept across refreshes: snmpd never forgets a CPU or mount it has seen, so neither may we. */
-  private readonly hostState = new HostCollectorState();
-  private readonly imagePaths = new ImagePathResolver();
   private notify: ((n: Notification) => Promise<void>) | null = null;
 
   constructor(private readonly deps: AgentDeps) {
-    this.responder = new Responder({ log: deps.log });
-    this.paths = { procRoot: deps.config.procRoot, sysRoot: deps.config.sysRoot, mountsFile: deps.config.mountsFile };
+    const { config, log } = deps;
+    this.responder = new Responder({ log });
+    this.collector = new SnapshotCollector(deps.domains,
+      { procRoot: config.procRoot, sysRoot: config.sysRoot, mountsFile: config.mountsFile }, log, config.libvirtGraceSeconds);
     this.modelState = {
       tableLastChange: 0,
-      perVmNotificationsEnabled: deps.config.perVmNotifications,
-      bulkNotificationsEnabled: deps.config.bulkNotifications,
+      perVmNotificationsEnabled: config.perVmNotifications,
+      bulkNotificationsEnabled: config.bulkNotifications,
       libvirtLost: false,
       now: Date.now(),
     };
@@ -74,8 +60,8 @@ export class VmmAgent {
       get: () => this.modelState,
       set: (next: ModelState, object: string) => {
         this.modelState = next;
-        this.applySwitches();
-        deps.log('info', `${object} set by SNMP SET: notifications per VM ${next.perVmNotificationsEnabled ? 'on' : 'off'}, ` +
+        if (this.currentView) this.publish(this.currentView.withValues(notificationSwitches(next)), false);
+        log('info', `${object} set by SNMP SET: notifications per VM ${next.perVmNotificationsEnabled ? 'on' : 'off'}, ` +
           `bulk ${next.bulkNotificationsEnabled ? 'on' : 'off'}`);
       },
     };
@@ -87,7 +73,7 @@ export class VmmAgent {
       this.eventTimer = setTimeout(() => {
         this.eventTimer = null;
         void this.refresh();
-      }, 50);
+      }, EVENT_DEBOUNCE_MS);
     });
   }
 
@@ -101,13 +87,15 @@ export class VmmAgent {
     return this.currentView;
   }
 
-  private currentView: MibView | null = null;
+  /** How each collector's last run went (for --check). */
+  collectorReports(): CollectorReport[] {
+    return this.collector.reports();
+  }
 
   /** First refresh, then one every refresh interval. */
   async start(): Promise<void> {
     await this.refresh();
-    const every = this.deps.config.refreshSeconds * 1000;
-    this.timer = setInterval(() => void this.refresh(), every);
+    this.timer = setInterval(() => void this.refresh(), this.deps.config.refreshSeconds * 1000);
   }
 
   /**
@@ -156,96 +144,35 @@ export class VmmAgent {
   }
 
   private async refreshOnce(): Promise<void> {
-    const { config, log } = this.deps;
+    const { config, store, log } = this.deps;
     // Wall time and CPU of the whole process (every thread: the libuv pool runs
     // the libvirt calls), so an operator can see what one refresh costs.
     const wallBefore = performance.now();
     const cpuBefore = process.cpuUsage();
     const takenAt = Date.now();
-    const [host, domains] = await Promise.all([
-      collectHost(this.paths, log, this.hostState),
-      this.deps.domains.collect().then(
-        (d) => d,
-        (err: Error) => {
-          if (this.libvirtDownSince === null) {
-            log('error', `libvirt unavailable: ${err.message}; serving the last values` +
-              ` (vmOperState becomes unknown after ${config.libvirtGraceSeconds} s)`);
-          }
-          return null;
-        },
-      ),
-    ]);
-    if (domains) {
-      if (this.libvirtDownSince !== null) log('info', 'libvirt is back; serving fresh values');
-      this.libvirtDownSince = null;
-      this.collectedOnce = true;
-    } else if (this.libvirtDownSince === null) {
-      this.libvirtDownSince = takenAt;
-    }
-    const served = domains ?? (this.collectedOnce ? this.deps.domains.lastKnown() : null);
-    const imageFiles: string[] = [];
-    for (const d of served ?? []) {
-      for (const disk of d.disks) {
-        const image = imageFile(disk);
-        if (image !== null) imageFiles.push(image);
-      }
-    }
-    const snapshot: Snapshot = {
-      takenAt,
-      hypervisor: this.deps.domains.hypervisorInfo(),
-      domains: served,
-      host,
-      imagePaths: await this.imagePaths.resolve(imageFiles, takenAt),
-    };
-    // In UUID order, so that a fresh state dir numbers the same VMs the same way on every host run.
-    const byUuid = (snapshot.domains ?? []).slice().sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
-    const startedAt = await this.runStartTimes(byUuid, snapshot.hypervisor, takenAt);
-    const indexes = this.deps.store.assign(byUuid.map((d) => ({
-      uuid: d.uuid,
-      name: d.name,
-      running: d.id >= 0,
-      domainId: d.id,
-      disks: d.disks.map((disk) => disk.target),
-      nics: d.nics.map((nic, pos) => nicKey(nic, pos)),
-      startedAt: startedAt.get(d.uuid) ?? null,
-    })), takenAt);
-    const rows = vmRows(snapshot, indexes);
-    const lost = this.libvirtDownSince !== null && takenAt - this.libvirtDownSince >= config.libvirtGraceSeconds * 1000;
+    const collection = await this.collector.collect(takenAt, (uuid, id) => store.isNewRun(uuid, id));
+    const { snapshot } = collection;
+    const indexes = store.assign(indexKeys(snapshot.domains ?? [], collection.runStarts), takenAt);
+    const down = collection.libvirtDownSince;
     const tableChanged = this.indexes === null || !sameVms(this.indexes, indexes);
     this.indexes = indexes;
-    this.modelState = {
+    const state: ModelState = this.modelState = {
       ...this.modelState,
-      libvirtLost: lost,
+      libvirtLost: down !== null && takenAt - down >= config.libvirtGraceSeconds * 1000,
       now: takenAt,
-      tableLastChange: tableChanged ? hvUpTimeTicks(host) : this.modelState.tableLastChange,
+      tableLastChange: tableChanged ? hvUpTimeTicks(snapshot.host) : this.modelState.tableLastChange,
     };
-    const state = this.modelState;
-    let view = await buildVmMibViewInSlices(snapshot, rows, state, this.currentView ?? undefined);
+    const { rows, view } = await vmMibView(snapshot, indexes, state, this.currentView ?? undefined);
     // A Set of a notification switch may have changed the model state meanwhile.
-    if (this.modelState !== state) view = view.withValues(notificationSwitches(this.modelState));
-    const replaced = this.currentView;
-    this.responder.setView(view);
-    this.currentView = view;
-    // Nothing reads the replaced view any more (requests are answered from
-    // the current one, synchronously), and the new one was built anew, not
-    // patched from it: its values can go now rather than at the next GC.
-    replaced?.release();
+    this.publish(this.modelState === state ? view : view.withValues(notificationSwitches(this.modelState)), true);
 
-    if (domains) {
-      // Only fresh data moves the notification baseline: while libvirt is
-      // away the last known states stand, so a VM that changed meanwhile is
-      // notified (from its last known state) once libvirt is back.
-      const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
-        vmIndex: i.vmIndex,
-        uuid: d.uuid,
-        name: d.name,
-        operState: operState(d),
-        persistent: d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient,
-      }]));
-      if (this.states && this.notify) this.send(notificationsFor(this.states, states, this.notificationSettings()));
-      this.states = states;
+    if (collection.fresh) {
+      this.send(this.notifications.next(rows, {
+        perVm: this.modelState.perVmNotificationsEnabled,
+        bulk: this.modelState.bulkNotificationsEnabled,
+      }));
     }
-    await this.deps.store.save();
+    await store.save();
     // Not awaited: it runs on the pool while the agent goes back to answering.
     void releaseFreedNativeMemory();
     const cpu = process.cpuUsage(cpuBefore);
@@ -254,40 +181,27 @@ export class VmmAgent {
   }
 
   /**
-   * When the runs the store has not seen yet really started: on a QEMU host,
-   * the start of each domain's QEMU process (a VM running before the agent
-   * started reports its true vmUpTime); elsewhere none, and the first
-   * sighting counts. /proc is scanned only when such a run exists.
+   * Serves `view`. Only here is a view released: requests are answered
+   * synchronously from the current view, so nothing reads the replaced one
+   * any more — unless `view` was patched from it (MibView.withValues), when
+   * the two share their buffers.
    */
-  private async runStartTimes(domains: readonly DomainRecord[], hypervisor: HypervisorInfo | null, now: number): Promise<ReadonlyMap<string, number>> {
-    if (hypervisor?.type !== 'QEMU') return NO_START_TIMES;
-    const newRuns = new Set<string>();
-    for (const d of domains) if (d.id >= 0 && this.deps.store.isNewRun(d.uuid, d.id)) newRuns.add(d.uuid);
-    return newRuns.size === 0 ? NO_START_TIMES : qemuStartTimes(this.paths, newRuns, now);
-  }
-
-  private notificationSettings(): { perVm: boolean; bulk: boolean } {
-    return { perVm: this.modelState.perVmNotificationsEnabled, bulk: this.modelState.bulkNotificationsEnabled };
+  private publish(view: MibView, rebuilt: boolean): void {
+    const replaced = this.currentView;
+    this.responder.setView(view);
+    this.currentView = view;
+    if (rebuilt) replaced?.release();
   }
 
   private send(list: Notification[]): void {
+    if (!this.notify) return;
     for (const n of list) {
-      this.notify?.(n).catch((err: Error) => {
+      this.notify(n).catch((err: Error) => {
         this.deps.log('warn', `notification ${formatOid(n.trapOid)} not delivered: ${err.message}`);
       });
     }
   }
-
-  /** Serves the notification switches of the model state after a Set changed them. */
-  private applySwitches(): void {
-    if (!this.currentView) return;
-    const view = this.currentView.withValues(notificationSwitches(this.modelState));
-    this.responder.setView(view);
-    this.currentView = view;
-  }
 }
-
-const NO_START_TIMES: ReadonlyMap<string, number> = new Map();
 
 /** Whether two refreshes saw the same VMs (by UUID). */
 function sameVms(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): boolean {

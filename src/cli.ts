@@ -107,6 +107,8 @@ function printCheck(config: Config, agent: VmmAgent): void {
     `instances: ${view?.size ?? 0}`,
     `agentx socket: ${config.agentxSocket} ${socketNote}`,
     `state dir: ${config.stateDir}`,
+    ...agent.collectorReports().map((r) =>
+      `collector ${r.name}: ${r.ok ? 'ok' : `failed: ${r.error}`} in ${r.durationMs.toFixed(1)} ms`),
   ].join('\n') + '\n');
 }
 

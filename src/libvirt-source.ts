@@ -2,12 +2,13 @@
 // the configuration, a hypervisorInfo that is null instead of throwing, and
 // one event stream for lifecycle and job-completed events.
 import type { AgentxLog } from '../agentx';
-import type { DomainSource } from './agent';
+import type { DomainSource } from './snapshot-collector';
 import { LibvirtCollector } from './collectors/libvirt';
 import type { Config } from './config';
 import type { DomainRecord, HypervisorInfo } from './snapshot';
 
 export class LibvirtDomainSource implements DomainSource {
+  readonly name = 'libvirt';
   private constructor(private readonly collector: LibvirtCollector) {}
 
   static async open(config: Config, log: AgentxLog): Promise<LibvirtDomainSource> {

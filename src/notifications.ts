@@ -5,6 +5,8 @@
 import { Oid, VarBind } from '../agentx';
 import { adminString, integer, octets, uuidBytes } from './model/values';
 import * as O from './model/vm-mib-oids';
+import type { VmRow } from './model/vm-mib';
+import { operState } from './model/vm-state';
 
 export interface VmStateRecord {
   vmIndex: number;
@@ -98,4 +100,28 @@ export function vmListBitmap(indexes: readonly number[]): Buffer {
   const bytes = Buffer.alloc(Math.ceil(max / 8));
   for (const i of indexes) bytes[(i - 1) >> 3] |= 0x80 >> ((i - 1) & 7);
   return bytes;
+}
+
+/**
+ * The states notifications are computed against. Only fresh data moves it:
+ * while libvirt is away the last known states stand, so a VM that changed
+ * meanwhile is notified (from its last known state) once libvirt is back.
+ * The first refresh only sets it: nothing is sent for the agent's start.
+ */
+export class NotificationBaseline {
+  private states: Map<string, VmStateRecord> | null = null;
+
+  /** What changed since the last call, as notifications; the rows become the new baseline. */
+  next(rows: readonly VmRow[], settings: NotificationSettings): Notification[] {
+    const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
+      vmIndex: i.vmIndex,
+      uuid: d.uuid,
+      name: d.name,
+      operState: operState(d),
+      persistent: d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient,
+    }]));
+    const before = this.states;
+    this.states = states;
+    return before === null ? [] : notificationsFor(before, states, settings);
+  }
 }

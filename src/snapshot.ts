@@ -143,3 +143,8 @@ export interface Snapshot {
   /** Disk image path as configured → with symlinks resolved, for vmStorageParent. */
   imagePaths: ReadonlyMap<string, string>;
 }
+
+/** The image file a disk reads, if it has one (file and dir disks with a source). */
+export function imageFile(disk: DiskRecord): string | null {
+  return disk.source !== null && (disk.sourceKind === 'file' || disk.sourceKind === 'dir') ? disk.source : null;
+}

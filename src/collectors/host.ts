@@ -3,6 +3,7 @@
 // the refresh: it costs the columns it feeds, and one log line says which
 // file and which columns.
 import type { HostInfo } from '../snapshot';
+import type { Collector } from './collector';
 import { FsysIndexRegistry, StorageOptions, readMounts, storageIndexes } from './mounts';
 import { CollectorLog, HostPaths, ReportUnreadable } from './paths';
 import { readProcfs } from './procfs';
@@ -73,4 +74,16 @@ export async function collectHost(
     interfaces,
     filesystems: storageIndexes(mounts, state.storageOptions, state.fsysIndexes),
   };
+}
+
+/** The host's facts as one collector; it keeps its HostCollectorState across refreshes. */
+export class HostCollector implements Collector<void, HostInfo> {
+  readonly name = 'host';
+  private readonly state = new HostCollectorState();
+
+  constructor(private readonly paths: HostPaths, private readonly log: CollectorLog) {}
+
+  collect(): Promise<HostInfo> {
+    return collectHost(this.paths, this.log, this.state);
+  }
 }

@@ -27,6 +27,7 @@
 import { realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { HostFilesystem } from '../snapshot';
+import type { Collector } from './collector';
 import { forEachLimited } from './limited';
 import { HostPaths, ReportUnreadable, ignoreUnreadable, readTextFile } from './paths';
 
@@ -196,11 +197,16 @@ export async function resolveImagePaths(files: Iterable<string>): Promise<Map<st
  * not resolved again. Image paths rarely change, and at 10,000 VMs resolving
  * every one on every refresh costs more than the rest of the host collection.
  */
-export class ImagePathResolver {
+export class ImagePathResolver implements Collector<readonly string[], ReadonlyMap<string, string>> {
+  readonly name = 'image-paths';
   private cache = new Map<string, string>();
   private cachedAt = 0;
 
   constructor(private readonly maxAgeMs = 60_000) {}
+
+  collect(files: readonly string[]): Promise<ReadonlyMap<string, string>> {
+    return this.resolve(files);
+  }
 
   /**
    * Image path → resolved path, for every absolute path in `files`. What

@@ -9,6 +9,7 @@
 // hidepid), so this works for the unprivileged agent too.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import type { Collector } from './collector';
 import { HostPaths, procFile } from './paths';
 import { parseUptime } from './procfs';
 
@@ -70,4 +71,15 @@ export async function qemuStartTimes(paths: HostPaths, uuids: ReadonlySet<string
     if (found.size === uuids.size) break;
   }
   return found;
+}
+
+/** qemuStartTimes as a collector: the UUIDs of the runs whose start is wanted in, start times out. */
+export class QemuStartTimeCollector implements Collector<ReadonlySet<string>, ReadonlyMap<string, number>> {
+  readonly name = 'qemu-start-times';
+
+  constructor(private readonly paths: HostPaths) {}
+
+  collect(uuids: ReadonlySet<string>): Promise<ReadonlyMap<string, number>> {
+    return qemuStartTimes(this.paths, uuids);
+  }
 }

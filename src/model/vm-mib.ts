@@ -2,9 +2,10 @@
 // view. Every choice of how a libvirt fact becomes an RFC 7666 value is made
 // here (and listed in README.md under "Mapping").
 import { MibView, MibViewBuilder, Oid, truthValueScalar, Value, VarBind, WritableObject } from '../../agentx';
+import { imageFile } from '../snapshot';
 import type { DiskRecord, DomainRecord, HostInfo, NicRecord, Snapshot } from '../snapshot';
 import { filesystemFor } from '../collectors/mounts';
-import type { VmIndexes } from '../state/index-store';
+import type { DeviceKeys, VmIndexes } from '../state/index-store';
 import {
   adminString, counter64, integer, macBytes, objectId, octets, scaleToInteger32, timeTicks, uuidBytes,
 } from './values';
@@ -54,8 +55,41 @@ export function hvUpTimeTicks(host: HostInfo): number {
   return Math.floor(host.uptimeSeconds * 100);
 }
 
+/**
+ * What the index store numbers, for these domains: in UUID order, so that a
+ * fresh state dir numbers the same VMs the same way on every run; device keys
+ * in XML order. `runStarts`: when runs really started, where the host tells.
+ */
+export function indexKeys(domains: readonly DomainRecord[], runStarts: ReadonlyMap<string, number>): DeviceKeys[] {
+  const byUuid = domains.slice().sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+  return byUuid.map((d) => ({
+    uuid: d.uuid,
+    name: d.name,
+    running: d.id >= 0,
+    domainId: d.id,
+    disks: d.disks.map((disk) => disk.target),
+    nics: d.nics.map((nic, pos) => nicKey(nic, pos)),
+    startedAt: runStarts.get(d.uuid) ?? null,
+  }));
+}
+
+/**
+ * The model's step: a snapshot, the indexes of its VMs and the model state
+ * give the rows and the view serving them. `previous`: the view this one
+ * replaces (its sizes and shared parts are reused).
+ */
+export async function vmMibView(
+  snapshot: Snapshot,
+  indexes: ReadonlyMap<string, VmIndexes>,
+  state: ModelState,
+  previous?: MibView,
+): Promise<{ rows: VmRow[]; view: MibView }> {
+  const rows = vmRows(snapshot, indexes);
+  return { rows, view: await buildVmMibViewInSlices(snapshot, rows, state, previous) };
+}
+
 /** Rows of the VMs in vmIndex order. */
-export function vmRows(snapshot: Snapshot, indexes: Map<string, VmIndexes>): VmRow[] {
+export function vmRows(snapshot: Snapshot, indexes: ReadonlyMap<string, VmIndexes>): VmRow[] {
   const rows: VmRow[] = [];
   for (const domain of snapshot.domains ?? []) {
     const idx = indexes.get(domain.uuid);
@@ -354,9 +388,6 @@ export function storageSourceType(disk: DiskRecord): O.StorageSourceType {
 }
 
 /** The host file (or directory) a disk lives in, or null for block devices, network disks and empty drives. */
-export function imageFile(disk: DiskRecord): string | null {
-  return disk.source !== null && (disk.sourceKind === 'file' || disk.sourceKind === 'dir') ? disk.source : null;
-}
 
 export function storageMediaType(disk: DiskRecord): O.StorageMediaType {
   switch (disk.device) {

@@ -14,6 +14,7 @@ describe('VmmAgent refresh', () => {
   test('a refresh that throws is logged once and the previous view keeps being served', async () => {
     let next: DomainRecord[] = [domain(2)];
     const source: DomainSource = {
+      name: 'libvirt',
       hypervisorInfo: () => null,
       collect: async () => next,
       lastKnown: () => next,

@@ -1,0 +1,116 @@
+// Collectors → one immutable Snapshot per refresh. Runs every source through
+// the registry (each timed, each failing alone) in two stages: libvirt and
+// the host at once, then what needs the domains first (image paths, QEMU
+// start times). While libvirt is unreachable the last known domains stand in.
+import type { AgentxLog } from '../agentx';
+import { Collector, CollectorRegistry, CollectorReport } from './collectors/collector';
+import { HostCollector } from './collectors/host';
+import { ImagePathResolver } from './collectors/mounts';
+import type { HostPaths } from './collectors/paths';
+import { QemuStartTimeCollector } from './collectors/qemu-processes';
+import { imageFile } from './snapshot';
+import type { DomainRecord, HostInfo, HypervisorInfo, Snapshot } from './snapshot';
+
+/** What the agent needs from libvirt; LibvirtDomainSource provides it. */
+export interface DomainSource extends Collector<void, DomainRecord[]> {
+  hypervisorInfo(): HypervisorInfo | null;
+  /** Every domain, or a rejection while libvirt is unreachable. */
+  collect(): Promise<DomainRecord[]>;
+  /** The last good record of every domain, served while libvirt is unreachable. */
+  lastKnown(): DomainRecord[];
+  onEvent(cb: (uuid: string) => void): void;
+  close(): Promise<void>;
+}
+
+export interface Collection {
+  snapshot: Snapshot;
+  /** The domains are libvirt's answer of this refresh, not the last known ones. */
+  fresh: boolean;
+  /** Since when (ms since the epoch) libvirt has been unreachable, or null. */
+  libvirtDownSince: number | null;
+  /** When the runs asked about really started (QEMU hosts only). */
+  runStarts: ReadonlyMap<string, number>;
+}
+
+const NO_HOST: HostInfo = { uptimeSeconds: 0, cpuDeviceIndex: new Map(), interfaces: new Map(), filesystems: [] };
+const NONE: ReadonlyMap<string, never> = new Map<string, never>();
+
+export class SnapshotCollector {
+  private readonly registry: CollectorRegistry;
+  private readonly host: HostCollector;
+  private readonly imagePaths = new ImagePathResolver();
+  private readonly runStartTimes: QemuStartTimeCollector;
+  /** Whether any collection has reached libvirt: before one, there are no domains to serve, not zero. */
+  private collectedOnce = false;
+  private libvirtDownSince: number | null = null;
+  private lastHost: HostInfo = NO_HOST;
+
+  constructor(
+    private readonly domains: DomainSource,
+    paths: HostPaths,
+    private readonly log: AgentxLog,
+    private readonly libvirtGraceSeconds: number,
+  ) {
+    this.registry = new CollectorRegistry(log);
+    this.host = new HostCollector(paths, log);
+    this.runStartTimes = new QemuStartTimeCollector(paths);
+  }
+
+  /** How each collector's last run went (for --check). */
+  reports(): CollectorReport[] {
+    return this.registry.reports();
+  }
+
+  /**
+   * One snapshot. `isNewRun` tells which running domains' start the index
+   * store has not recorded yet: only those are looked up.
+   */
+  async collect(takenAt: number, isNewRun: (uuid: string, domainId: number) => boolean): Promise<Collection> {
+    const [host, domains] = await Promise.all([
+      this.registry.run(this.host, undefined),
+      this.registry.run(this.domains, undefined),
+    ]);
+    // The host collector reports unreadable files itself and does not reject;
+    // should it, the last host facts stand in.
+    if (host.ok) this.lastHost = host.value;
+    if (domains.ok) {
+      if (this.libvirtDownSince !== null) this.log('info', 'libvirt is back; serving fresh values');
+      this.libvirtDownSince = null;
+      this.collectedOnce = true;
+    } else if (this.libvirtDownSince === null) {
+      this.log('error', `libvirt unavailable: ${domains.error.message}; serving the last values` +
+        ` (vmOperState becomes unknown after ${this.libvirtGraceSeconds} s)`);
+      this.libvirtDownSince = takenAt;
+    }
+    const served = domains.ok ? domains.value : this.collectedOnce ? this.domains.lastKnown() : null;
+    const hypervisor = this.domains.hypervisorInfo();
+
+    const imageFiles: string[] = [];
+    const newRuns = new Set<string>();
+    for (const d of served ?? []) {
+      for (const disk of d.disks) {
+        const image = imageFile(disk);
+        if (image !== null) imageFiles.push(image);
+      }
+      if (d.id >= 0 && isNewRun(d.uuid, d.id)) newRuns.add(d.uuid);
+    }
+    // libvirt has no start time for a domain; QEMU's process has one.
+    const wantStarts = hypervisor?.type === 'QEMU' && newRuns.size > 0;
+    const [imagePaths, runStarts] = await Promise.all([
+      this.registry.run(this.imagePaths, imageFiles),
+      wantStarts ? this.registry.run(this.runStartTimes, newRuns) : null,
+    ]);
+    return {
+      snapshot: {
+        takenAt,
+        hypervisor,
+        domains: served,
+        host: this.lastHost,
+        imagePaths: imagePaths.ok ? imagePaths.value : NONE,
+      },
+      fresh: domains.ok,
+      libvirtDownSince: this.libvirtDownSince,
+      runStarts: runStarts?.ok ? runStarts.value : NONE,
+    };
+  }
+}
