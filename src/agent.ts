@@ -20,6 +20,8 @@ export interface AgentDeps {
   domains: DomainSource;
   store: VmIndexStore;
   log: AgentxLog;
+  /** Wall clock (ms since the epoch); tests pass their own. */
+  clock?: () => number;
 }
 
 /** How long a burst of libvirt events is gathered into one refresh. */
@@ -54,7 +56,7 @@ export class VmmAgent {
       perVmNotificationsEnabled: config.perVmNotifications,
       bulkNotificationsEnabled: config.bulkNotifications,
       libvirtLost: false,
-      now: Date.now(),
+      now: this.now(),
     };
     const writable = {
       get: () => this.modelState,
@@ -75,6 +77,10 @@ export class VmmAgent {
         void this.refresh();
       }, EVENT_DEBOUNCE_MS);
     });
+  }
+
+  private now(): number {
+    return this.deps.clock?.() ?? Date.now();
   }
 
   /** Where notifications go; until set (and in --dump) none are sent. */
@@ -149,7 +155,7 @@ export class VmmAgent {
     // the libvirt calls), so an operator can see what one refresh costs.
     const wallBefore = performance.now();
     const cpuBefore = process.cpuUsage();
-    const takenAt = Date.now();
+    const takenAt = this.now();
     const collection = await this.collector.collect(takenAt, (uuid, id) => store.isNewRun(uuid, id));
     const { snapshot } = collection;
     const indexes = store.assign(indexKeys(snapshot.domains ?? [], collection.runStarts), takenAt);

@@ -2,13 +2,10 @@ import { VmmAgent, DomainSource } from '../../src/agent';
 import { DEFAULTS } from '../../src/config';
 import { VmIndexStore } from '../../src/state/index-store';
 import type { DomainRecord } from '../../src/snapshot';
+import { domainRecord } from '../harness/records';
 import { parseOid, ValueType } from '../../agentx';
 
-const domain = (curVcpus: number): DomainRecord => ({
-  uuid: '11111111-2222-3333-4444-555555555555', name: 'web-01', id: 1, state: 1, reason: 1, autostart: false,
-  persistent: true, managedSave: false, osType: 'hvm', curVcpus, maxVcpus: 2, memoryKiB: 1024n, maxMemoryKiB: 1024n,
-  hotplugMemoryKiB: null, cpuTimeNs: 0n, vcpus: [], disks: [], nics: [], jobType: null, jobOperation: null,
-});
+const domain = (curVcpus: number): DomainRecord => domainRecord({ id: 1, curVcpus, maxVcpus: 2, vcpus: [], disks: [], nics: [] });
 
 describe('VmmAgent refresh', () => {
   test('a refresh that throws is logged once and the previous view keeps being served', async () => {
