@@ -210,21 +210,25 @@ export class ImagePathResolver implements Collector<readonly string[], ReadonlyM
 
   /**
    * Image path → resolved path, for every absolute path in `files`. What
-   * comes back is the cache itself rather than a copy (a copy was a
-   * 20,000-entry Map a refresh at 10,000 VMs): it may also hold paths of VMs
-   * gone since, and it only ever gains entries, none of which changes, until
-   * the age limit replaces it with a new map.
+   * comes back is the cache itself, never changed afterwards: new paths go
+   * into a copy that replaces it. In the steady state nothing is new and no
+   * map is built (a copy per refresh was a 20,000-entry Map at 10,000 VMs).
+   * It may also hold paths of VMs gone since, until the age limit starts a
+   * new map.
    */
   async resolve(files: Iterable<string>, now = Date.now()): Promise<ReadonlyMap<string, string>> {
     if (now - this.cachedAt > this.maxAgeMs) {
       this.cache = new Map();
       this.cachedAt = now;
     }
-    const cache = this.cache;
     const missing: string[] = [];
-    for (const f of files) if (!cache.has(f)) missing.push(f);
-    if (missing.length > 0) for (const [f, r] of await resolveImagePaths(missing)) cache.set(f, r);
-    return cache;
+    for (const f of files) if (!this.cache.has(f)) missing.push(f);
+    if (missing.length === 0) return this.cache;
+    const resolved = await resolveImagePaths(missing);
+    const next = new Map(this.cache);
+    for (const [f, r] of resolved) next.set(f, r);
+    this.cache = next;
+    return next;
   }
 }
 

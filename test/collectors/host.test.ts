@@ -496,11 +496,15 @@ describe('ImagePathResolver', () => {
     // The link now points elsewhere; within the age limit the cached answer stands.
     fs.unlinkSync(link);
     fs.symlinkSync('/nonexistent/elsewhere.img', link);
-    expect((await resolver.resolve([link, real], 500)).get(link)).toBe(real);
+    const second = await resolver.resolve([link, real], 500);
+    expect(second.get(link)).toBe(real);
+    // Nothing new: the same map again, no copy.
+    expect(await resolver.resolve([real], 600)).toBe(second);
     const later = await resolver.resolve([link], 1500);
     expect(later.get(link)).toBe(link);
-    // A map handed out earlier is not changed by what came after it; it only gained a path asked for.
-    expect([...first]).toEqual([[link, real], [real, real]]);
+    // A map handed out (it went into a snapshot) never changes afterwards.
+    expect([...first]).toEqual([[link, real]]);
+    expect([...second]).toEqual([[link, real], [real, real]]);
     expect([...later]).toEqual([[link, link]]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
