@@ -18,7 +18,7 @@ const VM_MIB = '.1.3.6.1.2.1.236';
 const vmColumn = (column: number, vmIndex: number): string => `${VM_MIB}.1.4.1.${column}.${vmIndex}`;
 const vmCpuCoreTime = (vmIndex: number, cpu: number): string => `${VM_MIB}.1.5.1.2.${vmIndex}.${cpu}`;
 const vmStorageColumn = (column: number, vmIndex: number, storage: number): string => `${VM_MIB}.1.7.1.${column}.${vmIndex}.${storage}`;
-const VM = { name: 2, operState: 6, cpuTime: 17 } as const;
+const VM = { name: 2, operState: 6, upTime: 16, cpuTime: 17 } as const;
 const STORAGE = {
   parent: 3, sourceType: 4, resourceId: 6, sizeUnit: 10, definedSize: 11, readIos: 13, readOctets: 15,
 } as const;
@@ -86,6 +86,8 @@ describeWithQemu('a real qemu:///session TCG guest through snmpd', () => {
   let agent: AgentProcess;
   let disk: string;
   let vmIndex: number;
+  /** Wall clock just before and just after `virsh start`: the QEMU process started in between. */
+  let guestStart: { before: number; after: number };
   const virsh = (...args: string[]) => libvirtd.virsh(libvirtd.qemuUri, args);
   const get = async (oid: string): Promise<SnmpVarbindLine> => (await snmpget(snmpd, [oid], ['-t', '2', '-r', '2'])).varbinds[0];
   const counter = async (oid: string): Promise<bigint> => {
@@ -101,7 +103,9 @@ describeWithQemu('a real qemu:///session TCG guest through snmpd', () => {
     const xml = path.join(libvirtd.labDir, 'guest.xml');
     fs.writeFileSync(xml, guestXml(disk));
     await virsh('define', xml);
+    guestStart = { before: Date.now(), after: 0 };
     await virsh('start', GUEST);
+    guestStart.after = Date.now();
     snmpd = await startSnmpd();
     // Read-only is the agent's default; the URI reaches the nobody-owned session daemon as root.
     agent = await startAgent(snmpd, { libvirtUri: libvirtd.qemuUri, refreshSeconds: 1, stateDir: path.join(libvirtd.labDir, 'agent-state') });
@@ -176,5 +180,21 @@ describeWithQemu('a real qemu:///session TCG guest through snmpd', () => {
     await virsh('resume', GUEST);
     await pollUntil('running(4)', async () => (await get(oper)).value, (v) => v === OPER.running, 5000);
     expect(agent.proc.hasExited()).toBe(false);
+  });
+
+  test('an agent started while the guest runs, with a fresh state dir, reports the uptime since QEMU started', async () => {
+    await agent.stop();
+    // The guest keeps running while no agent watches it.
+    await sleep(3000);
+    agent = await startAgent(snmpd, { libvirtUri: libvirtd.qemuUri, refreshSeconds: 1, stateDir: path.join(libvirtd.labDir, 'fresh-state') });
+    const agentStarted = Date.now();
+    const v = await get(vmColumn(VM.upTime, vmIndex));
+    const read = Date.now();
+    expect(v.type).toBe('Timeticks');
+    const upMs = Number(/\((\d+)\)/.exec(v.value)?.[1]) * 10;
+    // Not the time since this agent first saw it (< ~2 s), the time since QEMU started (> 3 s), within a tick and a refresh.
+    expect(upMs).toBeGreaterThan(read - agentStarted + 2500);
+    expect(upMs).toBeGreaterThanOrEqual(read - guestStart.after - 1500);
+    expect(upMs).toBeLessThanOrEqual(read - guestStart.before + 1500);
   });
 });
