@@ -1,14 +1,15 @@
-// The real vmm-agentx (dist/src/cli.js) as its own process, for the VM-MIB
+// The real vmm-agentx (bin/vmm-agentx) as its own process, for the VM-MIB
 // bench: start it on a libvirt URI against a private snmpd, read the
 // per-refresh cost it logs at debug level, and read its memory from /proc.
+import { execFileSync } from 'child_process';
 import { readFileSync } from 'fs';
 import * as path from 'path';
 import type { SnmpdInstance } from '../test/harness/snmpd';
 import { ManagedProcess, spawnManaged, stopProcess } from '../test/harness/process';
 import { waitForVmMib } from '../test/harness/agent';
 
-/** Compiled next to dist/bench/, so resolve from here rather than through the test harness. */
-export const AGENT_CLI = path.resolve(__dirname, '../src/cli.js');
+/** The launcher operators and the unit start: it carries the agent's runtime settings (compiled to dist/bench/, hence ../../). */
+export const AGENT_LAUNCHER = path.resolve(__dirname, '../../bin/vmm-agentx');
 
 /** One "refresh: …" debug line of src/agent.ts. */
 export interface RefreshSample {
@@ -76,32 +77,25 @@ export function readProcessCpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/**
- * The node flags on the CLI's `#!/usr/bin/env -S node ...` line: the agent
- * runs with them when installed, so the bench runs it with them too.
- */
-export function shippedNodeFlags(cli = AGENT_CLI): string[] {
-  const firstLine = readFileSync(cli, 'utf8').split('\n', 1)[0];
-  const m = /^#!\/usr\/bin\/env -S node((?: +--[\w-]+(?:=\S+)?)*) *$/.exec(firstLine);
-  if (m === null) throw new Error(`${cli} does not start with "#!/usr/bin/env -S node [--flag...]": ${firstLine}`);
-  return m[1].trim().split(/ +/).filter((f) => f !== '');
+/** The runtime settings the launcher gives the agent, as its --version reports them. */
+export function launcherSettings(): string {
+  const out = execFileSync(AGENT_LAUNCHER, ['--version'], { encoding: 'utf8' });
+  return out.trim().split('\n').slice(1).join(' ');
 }
 
 export async function startVmAgent(snmpd: SnmpdInstance, opts: VmAgentOptions): Promise<VmAgent> {
   const t0 = Date.now();
-  const proc = await spawnManaged(process.execPath, [
-    ...shippedNodeFlags(),
-    ...(opts.nodeFlags ?? []),
-    AGENT_CLI,
+  // As the unit runs it: through the launcher, with its node flags and environment.
+  const proc = await spawnManaged(AGENT_LAUNCHER, [
     '--libvirt-uri', opts.libvirtUri,
     '--agentx-socket', snmpd.agentxAddress,
     '--state-dir', opts.stateDir,
     '--refresh', String(opts.refreshSeconds),
     '--log-level', 'debug',
-  // As examples/vmm-agentx.service runs it: the agent limits glibc's malloc
-  // arenas itself (src/native-memory.ts), but only the environment reaches
-  // the threads node starts before the agent's code runs.
-  ], { env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' }, maxOutputChars: 64 * 1024 * 1024 });
+  ], {
+    env: { ...process.env, VMM_AGENTX_NODE_FLAGS: (opts.nodeFlags ?? []).join(' ') },
+    maxOutputChars: 64 * 1024 * 1024,
+  });
   try {
     await waitForVmMib(snmpd, proc, opts.readyTimeoutMs);
   } catch (err) {

@@ -1,6 +1,6 @@
 // npm run bench — VM-MIB at scale, from one run. For test-driver fixtures of
 // 100, 1,000 and 10,000 running VMs (2 vCPUs, 2 disks, 2 NICs each), with the
-// real agent (dist/src/cli.js) as its own process behind one private snmpd:
+// real agent (bin/vmm-agentx) as its own process behind one private snmpd:
 //   - full snmpbulkwalk of mib-2.236 next to the floor responder serving the
 //     same number of varbinds through the same snmpd, walks alternated, plus
 //     the CPU each process spent per varbind; snmpd's native cost per varbind;
@@ -20,7 +20,7 @@ import { startSnmpd, SnmpdInstance } from '../test/harness/snmpd';
 import { ManagedProcess, spawnManaged, stopProcess } from '../test/harness/process';
 import { generateNodeXml } from './gen-fixture';
 import { libvirtdAvailable, LibvirtdLab, startLibvirtd } from './libvirtd-lab';
-import { ProcessMemory, readProcessCpuMs, RefreshSample, shippedNodeFlags, startVmAgent } from './vm-agent';
+import { ProcessMemory, readProcessCpuMs, RefreshSample, launcherSettings, startVmAgent } from './vm-agent';
 import { formatReport, IntervalMemory, RefreshRun, SizeResult, WalkPair } from './vm-walk-report';
 import { DEFAULTS } from '../src/config';
 import { bulkwalkMedian, bulkwalkOnce, formatTiming, WalkTiming } from './walk-timer';
@@ -249,7 +249,7 @@ async function main(): Promise<void> {
   }
   const text = formatReport(results, native, {
     command: `npm run bench (node dist/bench/vm-walk.js), BENCH_VMS=${SIZES.join(',')} BENCH_RUNS=${SMALL_RUNS}`,
-    host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; agent run as installed: node ${shippedNodeFlags().join(' ')}, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'}`,
+    host: `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; agent run through bin/vmm-agentx: ${launcherSettings()}`,
     walkPlan: `walks: best round of median-of-runs, alternating agent/floor; <10,000 VMs 3 rounds × ${SMALL_RUNS} runs, 10,000 VMs 2 rounds × 1 run`,
     refreshPlan: `refresh 1 s; steady = median of ${STEADY_REFRESHES} refreshes after ${WARM_REFRESHES} warm-up ones`,
     speed: `machine speed probe (CPU ms of a fixed arithmetic loop; the figures below scale with it): ` +

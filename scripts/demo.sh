@@ -47,7 +47,7 @@ for _ in $(seq 50); do [ -S "$LAB/snmp/agentx.sock" ] && break; sleep 0.1; done
 [ -S "$LAB/snmp/agentx.sock" ] || { echo "snmpd did not start:"; cat "$LAB/snmpd.log"; exit 1; }
 if [ "$(id -u)" = 0 ]; then chmod 0666 "$LAB/snmp/agentx.sock"; fi
 
-node dist/src/cli.js --libvirt-uri "test://$ROOT/examples/libvirt/demo-host.xml" \
+bin/vmm-agentx --libvirt-uri "test://$ROOT/examples/libvirt/demo-host.xml" \
   --agentx-socket "unix:$LAB/snmp/agentx.sock" --state-dir "$LAB/state" --log-level warn &
 AGENT_PID=$!
 

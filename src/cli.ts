@@ -1,15 +1,7 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --heap-growing-percent=20
 // vmm-agentx: AgentX sub-agent serving VM-MIB (RFC 7666) from libvirt.
+// Started through bin/vmm-agentx, which gives node the runtime settings the
+// agent is measured with; `--version` shows them.
 //
-// The V8 flags above bound the heap to what the agent keeps, not what one
-// refresh allocates on the way (10,000 VMs via libvirtd, refreshing every
-// 5 s: RSS 310 MB with V8's defaults and 213 MB with these, back when the
-// agent kept more; refresh CPU the same). The young generation is 2 MB
-// semi-spaces instead of 16 (2 MB rather than 4 took ~4 MB off the peak at
-// 10,000 VMs, refresh CPU within run-to-run noise), and the old generation
-// may grow 20% past the live data before a full GC instead of up to 4x.
-// They apply when the agent runs as installed (/usr/bin/vmm-agentx, the
-// systemd unit, the bench), not under `node dist/src/cli.js`.
 // Each libvirt call that may block runs on the libuv pool; give it enough
 // threads that one hung domain cannot starve the file reads of a refresh.
 process.env.UV_THREADPOOL_SIZE ??= '8';
@@ -57,7 +49,9 @@ async function main(): Promise<void> {
       return;
     }
     if (parsed.version) {
-      process.stdout.write(`vmm-agentx ${packageVersion()}\n`);
+      const flags = process.execArgv.length > 0 ? process.execArgv.join(' ') : 'none (not started through bin/vmm-agentx)';
+      process.stdout.write(`vmm-agentx ${packageVersion()}\nnode ${process.version}, flags: ${flags}, ` +
+        `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? 'unset'}\n`);
       return;
     }
     config = parsed.config;
