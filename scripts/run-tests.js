@@ -93,10 +93,10 @@ jest.on('exit', (code, sig) => {
   const stopped = reaper.reap(runDir);
   if (stopped.length > 0) {
     process.stderr.write(`Stopped ${stopped.length} process(es) the tests left running:\n`);
-    for (const p of stopped) process.stderr.write(`  pid ${p.pid}: ${p.command} (${p.why})\n`);
+    for (const p of stopped) process.stderr.write(`  ${reaper.describeLeftover(p)}\n`);
   }
   const left = reaper.findLeftovers(runDir);
-  for (const p of left) process.stderr.write(`STILL RUNNING after SIGKILL: pid ${p.pid}: ${p.command}\n`);
+  for (const p of left) process.stderr.write(`STILL RUNNING after SIGKILL: ${reaper.describeLeftover(p)}\n`);
 
   let rc = code ?? 128 + (SIGNAL_NUMBERS[sig] ?? 9);
   if (interrupted !== null) rc = 128 + SIGNAL_NUMBERS[interrupted];

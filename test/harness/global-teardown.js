@@ -4,7 +4,7 @@
 // jest never gets here: scripts/run-tests.js (npm test) reaps after it.
 'use strict';
 const fs = require('fs');
-const { RUN_DIR_ENV, reap } = require('./reaper');
+const { RUN_DIR_ENV, describeLeftover, reap } = require('./reaper');
 
 module.exports = async function globalTeardown() {
   const dir = process.env[RUN_DIR_ENV];
@@ -12,7 +12,7 @@ module.exports = async function globalTeardown() {
   const stopped = reap(dir);
   if (stopped.length > 0) {
     process.stderr.write(`\nStopped ${stopped.length} process(es) the tests left running:\n`);
-    for (const p of stopped) process.stderr.write(`  pid ${p.pid}: ${p.command} (${p.why})\n`);
+    for (const p of stopped) process.stderr.write(`  ${describeLeftover(p)}\n`);
   }
   if (globalThis.__vmmOwnRunDir === dir) {
     fs.rmSync(dir, { recursive: true, force: true });

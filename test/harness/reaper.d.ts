@@ -30,6 +30,8 @@ export interface Leftover {
   group?: number;
 }
 export function findLeftovers(dir?: string): Leftover[];
+/** "pid N: <command, cut to width> (why)". */
+export function describeLeftover(p: Leftover, width?: number): string;
 /** Live (not zombie) children of `pid`. */
 export function childrenOf(pid: number): number[];
 export function reap(dir?: string, options?: { graceMs?: number }): Leftover[];

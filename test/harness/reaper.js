@@ -52,7 +52,8 @@ function uidOf(pid) {
 
 function commandOf(pid) {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    return argv.join(' ').replace(/\s+/g, ' ');
   } catch {
     return '?';
   }
@@ -160,13 +161,13 @@ function findLeftovers(dir = runDir()) {
   for (const record of procs) {
     const stat = readStat(record.pid);
     const leaderIsOurs = isLive(stat) && stat.starttime === record.starttime;
-    if (leaderIsOurs) add(record.pid, `recorded: ${record.command}`, record.group ? record.pid : undefined);
+    if (leaderIsOurs) add(record.pid, 'recorded when spawned', record.group ? record.pid : undefined);
     if (!record.group) continue;
     // A group id stays allocated while any member lives, so members that
     // started after the recorded leader are the leader's descendants.
     for (const { pid, stat: member } of table) {
       if (member.pgrp === record.pid && Number(member.starttime) >= Number(record.starttime)) {
-        add(pid, `process group of ${record.pid} (${record.command})`, record.pid);
+        add(pid, `in the process group of ${record.pid}`, record.pid);
       }
     }
   }
@@ -227,6 +228,12 @@ function sleepSync(ms) {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
+/** One line about a stopped process, its command cut to `width` characters. */
+function describeLeftover(p, width = 110) {
+  const command = p.command.length > width ? `${p.command.slice(0, width - 1)}…` : p.command;
+  return `pid ${p.pid}: ${command} (${p.why})`;
+}
+
 /**
  * Stops every leftover process of the run: SIGTERM (to the process group
  * where the record allows it), up to `graceMs` to exit, then SIGKILL.
@@ -265,4 +272,5 @@ module.exports = {
   findLeftovers,
   childrenOf,
   reap,
+  describeLeftover,
 };
