@@ -19,7 +19,7 @@ beforeAll(() => requireBuiltCli());
 describe('vmm-agentx command line', () => {
   test('runs as installed: bin/vmm-agentx gives node the runtime flags and environment, and they are accepted', async () => {
     // The unit, the demo and the bench start this launcher; --version says what the agent runs with.
-    const env = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` };
     delete env.MALLOC_ARENA_MAX;
     const version = await runCommand(LAUNCHER, ['--version'], { env, timeoutMs: 30000 });
     expect(version.exitCode).toBe(0);
