@@ -19,6 +19,30 @@ gave_up() {
   exit 1
 }
 
+# npm ci and the build run in a session of their own, so that an interrupt
+# (Ctrl-C, or SIGTERM that npm forwards to us) stops all of each (npm, sh,
+# tsc) rather than leaving it running without us.
+child=
+stop_child() {
+  trap '' INT TERM HUP
+  if [ -n "$child" ]; then
+    kill -TERM -- "-$child" 2>/dev/null
+    wait "$child" 2>/dev/null
+  fi
+  exit "$1"
+}
+trap 'stop_child 130' INT
+trap 'stop_child 143' TERM
+trap 'stop_child 129' HUP
+step() {
+  setsid "$@" &
+  child=$!
+  wait "$child"
+  local rc=$?
+  child=
+  return "$rc"
+}
+
 major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$major" -lt 20 ]; then
   echo "npm test needs Node.js >= 20 (this is $(node --version 2>/dev/null || echo 'no node')):" \
@@ -29,7 +53,7 @@ fi
 source scripts/packages.sh
 ensure_packages test || exit 1
 
-[ -x node_modules/.bin/jest ] || npm ci --no-audit --no-fund || gave_up
-npm run --silent build || gave_up
+[ -x node_modules/.bin/jest ] || step npm ci --no-audit --no-fund || gave_up
+step npm run --silent build || gave_up
 
 exec node scripts/run-tests.js "$@"
