@@ -7,6 +7,7 @@
 import { AgentxLog, AgentxSession, MibView, Responder, formatOid } from '../agentx';
 import type { Config } from './config';
 import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, vmMibWritables } from './model/vm-mib';
+import { NetSnmpLinkage } from './model/linkage';
 import { Notification, NotificationBaseline } from './notifications';
 import { releaseFreedNativeMemory } from './native-memory';
 import { CollectorReport } from './collectors/collector';
@@ -34,6 +35,8 @@ export class VmmAgent {
   // otherwise live on beside the next one at every refresh's memory peak).
   private readonly collector: SnapshotCollector;
   private readonly notifications = new NotificationBaseline();
+  /** snmpd's memory of the host's CPUs and mounts, for its hrDeviceIndex and hrStorageIndex. */
+  private readonly linkage = new NetSnmpLinkage();
   /** VM indexes of the last refresh, null before the first: another set of VMs changes vmTableLastChange. */
   private indexes: ReadonlyMap<string, VmIndexes> | null = null;
   private modelState: ModelState;
@@ -168,7 +171,8 @@ export class VmmAgent {
       now: takenAt,
       tableLastChange: tableChanged ? hvUpTimeTicks(snapshot.host) : this.modelState.tableLastChange,
     };
-    const { rows, view } = await vmMibView(snapshot, indexes, state, this.currentView ?? undefined);
+    const numbering = { vms: indexes, host: this.linkage.update(snapshot.host) };
+    const { rows, view } = await vmMibView(snapshot, numbering, state, this.currentView ?? undefined);
     // A Set of a notification switch may have changed the model state meanwhile.
     this.publish(this.modelState === state ? view : view.withValues(notificationSwitches(this.modelState)), true);
 

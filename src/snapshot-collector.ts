@@ -32,7 +32,7 @@ export interface Collection {
   runStarts: ReadonlyMap<string, number>;
 }
 
-const NO_HOST: HostInfo = { uptimeSeconds: 0, cpuDeviceIndex: new Map(), interfaces: new Map(), filesystems: [] };
+const NO_HOST: HostInfo = { uptimeSeconds: 0, cpus: [], interfaces: new Map(), mounts: [] };
 const NONE: ReadonlyMap<string, never> = new Map<string, never>();
 
 export class SnapshotCollector {

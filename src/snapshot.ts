@@ -110,23 +110,22 @@ export interface HostInterface {
   parentIfIndex: number;
 }
 
-/**
- * A mount point and the hrStorageIndex snmpd gives it: 0 for mounts snmpd
- * does not list (proc, devtmpfs, ...), which are kept so that a path on them
- * does not fall through to "/".
- */
-export interface HostFilesystem {
+/** One line of the mount table (getmntent() fields). */
+export interface MountEntry {
+  device: string;
   mountPoint: string;
-  hrStorageIndex: number;
+  fsType: string;
+  options: string;
 }
 
 export interface HostInfo {
   /** Seconds since boot (/proc/uptime), for vmHvUpTime. */
   uptimeSeconds: number;
-  /** host CPU number → hrDeviceIndex of the same CPU in snmpd's hrProcessorTable. */
-  cpuDeviceIndex: Map<number, number>;
+  /** Host CPU numbers /proc/cpuinfo or /proc/stat list now, ascending. */
+  cpus: readonly number[];
   interfaces: Map<string, HostInterface>;
-  filesystems: HostFilesystem[];
+  /** The mount table snmpd reads, in its order. */
+  mounts: readonly MountEntry[];
 }
 
 /**

@@ -1,30 +1,20 @@
-// The host part of a snapshot: uptime, CPU → hrDeviceIndex, interfaces and
-// filesystems with snmpd's indexes. A source that cannot be read never fails
-// the refresh: it costs the columns it feeds, and one log line says which
-// file and which columns.
+// The host part of a snapshot: uptime, the CPUs, network interfaces and the
+// mount table, as plain facts (model/linkage.ts numbers them as snmpd does).
+// A source that cannot be read never fails the refresh: it costs the columns
+// it feeds, and one log line says which file and which columns.
 import type { HostInfo } from '../snapshot';
 import type { Collector } from './collector';
-import { FsysIndexRegistry, StorageOptions, readMounts, storageIndexes } from './mounts';
+import { readMounts } from './mounts';
 import { CollectorLog, HostPaths, ReportUnreadable } from './paths';
 import { readProcfs } from './procfs';
 import { readInterfaces } from './sysfs-net';
 
 /**
- * What the host collector remembers between refreshes. snmpd never forgets a
- * CPU or a mount point once seen (see procfs.ts, mounts.ts), so neither do
- * we; and an unreadable file is logged when it breaks and when it recovers,
- * not on every refresh.
+ * What the host collector remembers between refreshes: an unreadable file is
+ * logged when it breaks and when it recovers, not on every refresh.
  */
 export class HostCollectorState {
-  readonly cpusSeen = new Set<number>();
-  readonly fsysIndexes: FsysIndexRegistry;
-  readonly storageOptions: StorageOptions;
   private readonly failing = new Map<string, string>();
-
-  constructor(storageOptions: StorageOptions = {}) {
-    this.storageOptions = storageOptions;
-    this.fsysIndexes = new FsysIndexRegistry(storageOptions.diskPaths);
-  }
 
   /** A reporter for one refresh: warns on a new failure, debug while it lasts. */
   reporter(log: CollectorLog, failedNow: Set<string>): ReportUnreadable {
@@ -63,17 +53,12 @@ export async function collectHost(
   const failedNow = new Set<string>();
   const report = state.reporter(log, failedNow);
   const [procfs, interfaces, mounts] = await Promise.all([
-    readProcfs(paths, report, state.cpusSeen),
+    readProcfs(paths, report),
     readInterfaces(paths, report),
     readMounts(paths, report),
   ]);
   state.settle(log, failedNow);
-  return {
-    uptimeSeconds: procfs.uptimeSeconds,
-    cpuDeviceIndex: procfs.cpuDeviceIndex,
-    interfaces,
-    filesystems: storageIndexes(mounts, state.storageOptions, state.fsysIndexes),
-  };
+  return { uptimeSeconds: procfs.uptimeSeconds, cpus: procfs.cpus, interfaces, mounts };
 }
 
 /** The host's facts as one collector; it keeps its HostCollectorState across refreshes. */

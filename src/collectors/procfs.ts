@@ -1,29 +1,8 @@
-// /proc: host uptime (vmHvUpTime) and the hrDeviceIndex snmpd gives each CPU,
-// which vmCpuPhysIndex MUST equal (RFC 7666 §5 and the vmCpuPhysIndex
-// DESCRIPTION: "the hrDeviceIndex used in hrProcessorTable").
-//
-// How Net-SNMP 5.9.3 numbers processors on Linux:
-// - host/hr_proc.c Get_Next_HR_Proc() walks the hardware/cpu list, skipping the
-//   "Overall CPU statistics" entry (idx -1), and returns
-//   (HRDEV_PROC << HRDEV_TYPE_SHIFT) + cpu->idx = (3 << 16) + N = 196608 + N
-//   (host_res.h: HRDEV_PROC 3, HRDEV_TYPE_SHIFT 16).
-// - hardware/cpu/cpu_linux.c init_cpu_linux() creates entry N for every
-//   "processor : N" line of /proc/cpuinfo at start-up; netsnmp_cpu_arch_load(),
-//   run every 5 s by hardware/cpu/cpu.c, creates one for every "cpuN" line of
-//   /proc/stat. Both files list online CPUs only, and hardware/cpu/cpu.c never
-//   deletes an entry, so snmpd lists every CPU that was online at some point
-//   since it started, with N the kernel's CPU number (gaps stay gaps).
-// Measured against snmpd 5.9.3 with both files replaced (bind mounts in a
-// private mount namespace): cpuinfo {0,2,3} + stat {0,2,3,7} gives
-// 196608/196610/196611 at once and 196615 after the first 5-second sample.
+// /proc: host uptime (vmHvUpTime) and the CPUs the kernel lists, which
+// model/linkage.ts numbers as snmpd's hrProcessorTable does. snmpd reads
+// both /proc/cpuinfo ("processor : N" at start-up) and /proc/stat ("cpuN"
+// every 5 s), so the CPUs are those either file lists.
 import { HostPaths, ReportUnreadable, ignoreUnreadable, procFile, readTextFile } from './paths';
-
-/** host_res.h: HRDEV_PROC = 3, HRDEV_TYPE_SHIFT = 16. */
-export const HRDEV_PROC_BASE = 3 << 16;
-
-export function hrProcessorIndex(cpu: number): number {
-  return HRDEV_PROC_BASE + cpu;
-}
 
 /** Seconds since boot: the first field of /proc/uptime, or null when the text is not that. */
 export function parseUptime(text: string): number | null {
@@ -47,28 +26,15 @@ export function parseStatCpus(text: string): number[] {
   return cpus;
 }
 
-/** CPU number → hrDeviceIndex, in ascending CPU order like hrProcessorTable. */
-export function cpuDeviceIndexes(cpus: Iterable<number>): Map<number, number> {
-  const sorted = [...new Set(cpus)].sort((a, b) => a - b);
-  return new Map(sorted.map((cpu) => [cpu, hrProcessorIndex(cpu)]));
-}
-
 export interface ProcfsInfo {
   /** 0 when /proc/uptime is unreadable (reported). */
   uptimeSeconds: number;
-  cpuDeviceIndex: Map<number, number>;
+  /** CPU numbers /proc/cpuinfo or /proc/stat list now, ascending. */
+  cpus: number[];
 }
 
-/**
- * Reads /proc/uptime, /proc/cpuinfo and /proc/stat. `cpusSeen` carries CPUs
- * across calls because snmpd keeps a CPU listed after it goes offline; pass
- * the same set on every refresh (host.ts does) to mirror that.
- */
-export async function readProcfs(
-  paths: HostPaths,
-  report: ReportUnreadable = ignoreUnreadable,
-  cpusSeen: Set<number> = new Set(),
-): Promise<ProcfsInfo> {
+/** Reads /proc/uptime, /proc/cpuinfo and /proc/stat. */
+export async function readProcfs(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): Promise<ProcfsInfo> {
   const uptimeFile = procFile(paths, 'uptime');
   const cpuinfoFile = procFile(paths, 'cpuinfo');
   const statFile = procFile(paths, 'stat');
@@ -84,8 +50,6 @@ export async function readProcfs(
     if (parsed === null) report(uptimeFile, 'not "<uptime> <idle>" seconds', 'vmHvUpTime will be 0');
     else uptimeSeconds = parsed;
   }
-
-  for (const cpu of parseCpuinfoProcessors(cpuinfoText ?? '')) cpusSeen.add(cpu);
-  for (const cpu of parseStatCpus(statText ?? '')) cpusSeen.add(cpu);
-  return { uptimeSeconds, cpuDeviceIndex: cpuDeviceIndexes(cpusSeen) };
+  const cpus = new Set([...parseCpuinfoProcessors(cpuinfoText ?? ''), ...parseStatCpus(statText ?? '')]);
+  return { uptimeSeconds, cpus: [...cpus].sort((a, b) => a - b) };
 }

@@ -4,8 +4,8 @@
 import { MibView, MibViewBuilder, Oid, truthValueScalar, Value, VarBind, WritableObject } from '../../agentx';
 import { imageFile } from '../snapshot';
 import type { DiskRecord, DomainRecord, HostInfo, NicRecord, Snapshot } from '../snapshot';
-import { filesystemFor } from '../collectors/mounts';
 import type { DeviceKeys, VmIndexes } from '../state/index-store';
+import { filesystemFor, HostLinkage } from './linkage';
 import {
   adminString, counter64, integer, macBytes, objectId, octets, scaleToInteger32, timeTicks, uuidBytes,
 } from './values';
@@ -74,18 +74,27 @@ export function indexKeys(domains: readonly DomainRecord[], runStarts: ReadonlyM
 }
 
 /**
- * The model's step: a snapshot, the indexes of its VMs and the model state
- * give the rows and the view serving them. `previous`: the view this one
- * replaces (its sizes and shared parts are reused).
+ * Every number the model does not make up itself: the index store's VM and
+ * device indexes, and snmpd's indexes of host objects (model/linkage.ts).
+ */
+export interface Numbering {
+  vms: ReadonlyMap<string, VmIndexes>;
+  host: HostLinkage;
+}
+
+/**
+ * The model's step: a snapshot, its numbering and the model state give the
+ * rows and the view serving them. `previous`: the view this one replaces
+ * (its sizes and shared parts are reused).
  */
 export async function vmMibView(
   snapshot: Snapshot,
-  indexes: ReadonlyMap<string, VmIndexes>,
+  numbering: Numbering,
   state: ModelState,
   previous?: MibView,
 ): Promise<{ rows: VmRow[]; view: MibView }> {
-  const rows = vmRows(snapshot, indexes);
-  return { rows, view: await buildVmMibViewInSlices(snapshot, rows, state, previous) };
+  const rows = vmRows(snapshot, numbering.vms);
+  return { rows, view: await buildVmMibViewInSlices(snapshot, rows, numbering.host, state, previous) };
 }
 
 /** Rows of the VMs in vmIndex order. */
@@ -99,9 +108,9 @@ export function vmRows(snapshot: Snapshot, indexes: ReadonlyMap<string, VmIndexe
 }
 
 /** `previous`: the view this one replaces, whose sizes it most likely shares (so the builder allocates once). */
-export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state: ModelState, previous?: MibView): MibView {
+export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], host: HostLinkage, state: ModelState, previous?: MibView): MibView {
   const b = new MibViewBuilder(previous);
-  for (const step of viewSteps(b, snapshot, rows, state)) step();
+  for (const step of viewSteps(b, snapshot, rows, host, state)) step();
   return b.build();
 }
 
@@ -113,11 +122,12 @@ export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], state
 export async function buildVmMibViewInSlices(
   snapshot: Snapshot,
   rows: readonly VmRow[],
+  host: HostLinkage,
   state: ModelState,
   previous?: MibView,
 ): Promise<MibView> {
   const b = new MibViewBuilder(previous);
-  for (const step of viewSteps(b, snapshot, rows, state)) {
+  for (const step of viewSteps(b, snapshot, rows, host, state)) {
     step();
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
@@ -125,7 +135,7 @@ export async function buildVmMibViewInSlices(
 }
 
 /** The view's parts in OID order (so the builder never has to sort), each a separate step. */
-function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[], state: ModelState): (() => void)[] {
+function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[], host: HostLinkage, state: ModelState): (() => void)[] {
   const hv = snapshot.hypervisor;
   const scalar = (oid: Oid, value: Value): void => {
     b.declareObject(oid);
@@ -142,8 +152,8 @@ function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[]
       addTable(b, vmTable(rows, state));
     },
     () => addTable(b, vmCpuTable(rows)),
-    () => addTable(b, vmCpuAffinityTable(rows, snapshot.host)),
-    () => addTable(b, vmStorageTable(rows, snapshot.host, snapshot.imagePaths)),
+    () => addTable(b, vmCpuAffinityTable(rows, host)),
+    () => addTable(b, vmStorageTable(rows, host, snapshot.imagePaths)),
     () => {
       addTable(b, vmNetworkTable(rows, snapshot.host));
       for (const { oid, ...value } of notificationSwitches(state)) {
@@ -282,7 +292,7 @@ function vmCpuTable(rows: readonly VmRow[]): Table<IndexedRow & { timeNs: bigint
   };
 }
 
-function vmCpuAffinityTable(rows: readonly VmRow[], host: HostInfo): Table<IndexedRow & { affinity: O.CpuAffinity }> {
+function vmCpuAffinityTable(rows: readonly VmRow[], host: HostLinkage): Table<IndexedRow & { affinity: O.CpuAffinity }> {
   const hostCpus = [...host.cpuDeviceIndex.entries()].sort((a, b) => a[1] - b[1]);
   const visitRows = (visit: (row: IndexedRow & { affinity: O.CpuAffinity }) => void): void => {
     const index = [0, 0, 0];
@@ -333,7 +343,7 @@ interface StorageRow extends IndexedRow {
   sizes: { unit: number; scaled: (number | null)[] };
 }
 
-function vmStorageTable(rows: readonly VmRow[], host: HostInfo, imagePaths: ReadonlyMap<string, string>): Table<StorageRow> {
+function vmStorageTable(rows: readonly VmRow[], host: HostLinkage, imagePaths: ReadonlyMap<string, string>): Table<StorageRow> {
   const C = O.VmStorageColumn;
   const visitRows = (visit: (row: StorageRow) => void): void => {
     for (const { domain: d, indexes } of rows) {
@@ -403,7 +413,7 @@ export function storageMediaType(disk: DiskRecord): O.StorageMediaType {
   }
 }
 
-function storageRow(index: number[], disk: DiskRecord, host: HostInfo, imagePaths: ReadonlyMap<string, string>): StorageRow {
+function storageRow(index: number[], disk: DiskRecord, host: HostLinkage, imagePaths: ReadonlyMap<string, string>): StorageRow {
   const sourceType = storageSourceType(disk);
   const fixedSize = sourceType === O.StorageSourceType.Block || sourceType === O.StorageSourceType.Raw;
   // For block and raw sources RFC 7666 makes the allocated size equal to the defined size.

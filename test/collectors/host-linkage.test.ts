@@ -15,7 +15,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseMounts, readMounts, storageIndexes, NETSNMP_MEM_TYPE_MAX } from '../../src/collectors/mounts';
+import { parseMounts, readMounts } from '../../src/collectors/mounts';
+import { cpuDeviceIndexes, NETSNMP_MEM_TYPE_MAX, storageIndexes } from '../../src/model/linkage';
 import { DEFAULT_HOST_PATHS, hostPaths } from '../../src/collectors/paths';
 import { readProcfs } from '../../src/collectors/procfs';
 import { readInterfaces } from '../../src/collectors/sysfs-net';
@@ -152,7 +153,7 @@ describeWithSnmpd('host indexes equal snmpd 5.9.3 on this host', () => {
     const snmpdIndexes = [...columnValues(walk.varbinds, HR_PROCESSOR_FRW_ID).keys()];
     const ours = await readProcfs(DEFAULT_HOST_PATHS);
     expect(snmpdIndexes.length).toBeGreaterThan(0);
-    expect([...ours.cpuDeviceIndex.values()]).toEqual(snmpdIndexes);
+    expect([...cpuDeviceIndexes(ours.cpus).values()]).toEqual(snmpdIndexes);
     expect(ours.uptimeSeconds).toBeGreaterThan(0);
   });
 
@@ -266,7 +267,7 @@ describeInMountNs('parsers equal snmpd 5.9.3 on fixture /proc and mount table (p
     const walk = await snmpwalk(snmpd, HR_PROCESSOR_FRW_ID);
     const ours = await readProcfs(hostPaths({ procRoot: path.join(FIXTURES, 'proc-cpu1-offline') }));
     expect([...columnValues(walk.varbinds, HR_PROCESSOR_FRW_ID).keys()]).toEqual([196608, 196610, 196611]);
-    expect([...ours.cpuDeviceIndex.values()]).toEqual([196608, 196610, 196611]);
+    expect([...cpuDeviceIndexes(ours.cpus).values()]).toEqual([196608, 196610, 196611]);
   });
 
   it('lists every fs-type case of mtab-variety at the index storageIndexes gives it', async () => {

@@ -1,32 +1,15 @@
 // Host collectors on fixtures: parsers on real captures and hand-made
 // variants, readers on fixture roots, and collectHost's handling of missing
-// and unreadable files. Expected hrStorageIndex values for mtab-variety were
-// measured on snmpd 5.9.3 (see host-linkage.test.ts, which re-checks them).
+// and unreadable files. How snmpd numbers these facts is test/model/linkage.test.ts.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HostCollectorState, collectHost } from '../../src/collectors/host';
-import {
-  FsysIndexRegistry,
-  classifyFsType,
-  filesystemFor,
-  resolveImagePaths,
-  ImagePathResolver,
-  parseMounts,
-  readMounts,
-  storageIndexes,
-} from '../../src/collectors/mounts';
+import { ImagePathResolver, parseMounts, readMounts } from '../../src/collectors/mounts';
 import { CollectorLogLevel, HostPaths, hostPaths, reportTo } from '../../src/collectors/paths';
-import {
-  cpuDeviceIndexes,
-  hrProcessorIndex,
-  parseCpuinfoProcessors,
-  parseStatCpus,
-  parseUptime,
-  readProcfs,
-} from '../../src/collectors/procfs';
+import { parseCpuinfoProcessors, parseStatCpus, parseUptime, readProcfs } from '../../src/collectors/procfs';
 import { SysfsInterfaceRecord, parseIfIndex, readInterfaces, resolveParents } from '../../src/collectors/sysfs-net';
-import type { HostFilesystem, HostInterface } from '../../src/snapshot';
+import type { HostInterface } from '../../src/snapshot';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'host');
 const fixture = (...parts: string[]): string => path.join(FIXTURES, ...parts);
@@ -109,38 +92,17 @@ describe('procfs parsers', () => {
     expect(parseStatCpus(readFixture('proc', 'stat'))).toEqual([0, 1]);
     expect(parseStatCpus(readFixture('proc-cpu1-offline', 'stat'))).toEqual([0, 2, 3]);
   });
-
-  it('numbers CPU N as (HRDEV_PROC << 16) + N, sorted', () => {
-    expect(hrProcessorIndex(0)).toBe(196608);
-    expect([...cpuDeviceIndexes([3, 0, 2, 0])]).toEqual([
-      [0, 196608],
-      [2, 196610],
-      [3, 196611],
-    ]);
-  });
 });
 
 describe('readProcfs', () => {
   it('reads the captured /proc', async () => {
     const info = await readProcfs(hostPaths({ procRoot: fixture('proc') }));
-    expect(info.uptimeSeconds).toBe(535.36);
-    expect([...info.cpuDeviceIndex]).toEqual([
-      [0, 196608],
-      [1, 196609],
-    ]);
+    expect(info).toEqual({ uptimeSeconds: 535.36, cpus: [0, 1] });
   });
 
   it('leaves an offline CPU out and keeps the others at their kernel numbers', async () => {
     const info = await readProcfs(hostPaths({ procRoot: fixture('proc-cpu1-offline') }));
-    expect([...info.cpuDeviceIndex.keys()]).toEqual([0, 2, 3]);
-    expect(info.cpuDeviceIndex.get(3)).toBe(196611);
-  });
-
-  it('keeps a CPU that went offline, as snmpd never drops one', async () => {
-    const seen = new Set<number>();
-    await readProcfs(hostPaths({ procRoot: fixture('proc-cpu1-offline') }), undefined, seen);
-    const later = await readProcfs(hostPaths({ procRoot: fixture('proc') }), undefined, seen);
-    expect([...later.cpuDeviceIndex.keys()]).toEqual([0, 1, 2, 3]);
+    expect(info.cpus).toEqual([0, 2, 3]);
   });
 
   it('takes CPUs from /proc/stat too (snmpd adds them on its next 5-second sample)', async () => {
@@ -150,7 +112,7 @@ describe('readProcfs', () => {
     fs.writeFileSync(path.join(root, 'cpuinfo'), 'processor\t: 0\n\nprocessor\t: 1\n');
     fs.writeFileSync(path.join(root, 'stat'), 'cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu1 1 2 3 4\ncpu7 1 2 3 4\nintr 5\n');
     const info = await readProcfs(hostPaths({ procRoot: root }));
-    expect([...info.cpuDeviceIndex.values()]).toEqual([196608, 196609, 196615]);
+    expect(info.cpus).toEqual([0, 1, 7]);
   });
 });
 
@@ -175,148 +137,6 @@ describe('parseMounts', () => {
       { device: 'a\tb', mountPoint: '/p\nq', fsType: 't\\u', options: 'o' },
     ]);
     expect(parseMounts('/dev/x /only-two\n')).toEqual([{ device: '/dev/x', mountPoint: '/only-two', fsType: '', options: '' }]);
-  });
-});
-
-describe('classifyFsType (fsys_mntent.c _fsys_type)', () => {
-  it.each([
-    ['ext4', 'local'], ['xfs', 'local'], ['btrfs', 'local'], ['tmpfs', 'local'], ['vfat', 'local'],
-    ['iso9660', 'local'], ['zfs', 'local'], ['fuse.glusterfs', 'local'], ['', 'local'],
-    ['nfs', 'remote'], ['nfs4', 'remote'], ['cifs', 'remote'], ['smbfs', 'remote'], ['mvfs', 'remote'],
-    ['autofs', 'autofs'],
-    ['proc', 'skipped'], ['sysfs', 'skipped'], ['devtmpfs', 'skipped'], ['devpts', 'skipped'],
-    ['cgroup2', 'skipped'], ['overlay', 'skipped'], ['squashfs', 'skipped'], ['fuse.sshfs', 'skipped'],
-    ['ntfs3', 'skipped'], ['exfat', 'skipped'], ['ceph', 'skipped'],
-  ])('%j is %s', (fsType, expected) => {
-    expect(classifyFsType(fsType)).toBe(expected);
-  });
-});
-
-// Measured: snmpd 5.9.3 on this VM's mount table (mtab fixture) showed
-// hrStorageTable 34 /dev/shm, 36 /, 37 /mnt/sandboxing/..., 38 /sys/fs/cgroup.
-const LISTED_ON_CAPTURE: HostFilesystem[] = [
-  { mountPoint: '/dev/shm', hrStorageIndex: 34 },
-  { mountPoint: '/', hrStorageIndex: 36 },
-  { mountPoint: '/mnt/sandboxing/model_tools_env/v1/python', hrStorageIndex: 37 },
-  { mountPoint: '/sys/fs/cgroup', hrStorageIndex: 38 },
-];
-
-// Measured on snmpd 5.9.3 with mtab-variety as its /etc/mtab.
-const LISTED_ON_VARIETY: Array<[string, number]> = [
-  ['/', 32], ['/mnt/nfs', 33], ['/mnt/nfs4', 34], ['/mnt/cifs', 35], ['/srv/xfs', 36], ['/srv/btrfs', 37],
-  ['/boot/efi', 39], ['/tank', 43], ['/mnt/with space', 44], ['/run', 45], ['/media/cd', 48], ['/mnt/gl', 49],
-  ['/mnt/f2', 50], ['/mnt/ntfs', 51], ['/mnt/reiser', 54], ['/x', 55], ['/tabbed', 57], ['/bs\\x', 58],
-  ['/var/lib/libvirt/images', 59],
-];
-
-const listed = (filesystems: HostFilesystem[]): Array<[string, number]> =>
-  filesystems.filter((f) => f.hrStorageIndex !== 0).map((f) => [f.mountPoint, f.hrStorageIndex]);
-
-describe('storageIndexes', () => {
-  it('reproduces snmpd on the captured mount table', () => {
-    const filesystems = storageIndexes(parseMounts(readFixture('mtab')));
-    expect(filesystems.filter((f) => f.hrStorageIndex !== 0)).toEqual(LISTED_ON_CAPTURE);
-    // Every distinct mount point is there, the unlisted ones with 0.
-    expect(filesystems.map((f) => f.mountPoint).slice(0, 6)).toEqual(['/proc', '/sys', '/dev', '/dev/shm', '/dev/pts', '/']);
-    expect(filesystems).toHaveLength(18);
-  });
-
-  it('reproduces snmpd on every fs-type case of mtab-variety', () => {
-    const filesystems = storageIndexes(parseMounts(readFixture('mtab-variety')));
-    expect(listed(filesystems)).toEqual(LISTED_ON_VARIETY);
-    const zero = filesystems.filter((f) => f.hrStorageIndex === 0).map((f) => f.mountPoint);
-    expect(zero).toEqual([
-      '/proc', '/mnt/auto', '/var/lib/docker/overlay2/x/merged', '/mnt/sshfs', '/snap/core', '/dev', '/mnt/empty',
-      '/mnt/ntfs3', '/mnt/exfat', '/y',
-    ]);
-  });
-
-  it('hides remote filesystems under skipNFSInHostResources without renumbering', () => {
-    const filesystems = storageIndexes(parseMounts(readFixture('mtab-variety')), { skipNfsInHostResources: true });
-    expect(listed(filesystems)).toEqual(
-      LISTED_ON_VARIETY.filter(([p]) => !['/mnt/nfs', '/mnt/nfs4', '/mnt/cifs'].includes(p)),
-    );
-  });
-
-  it('gives snmpd.conf disk paths the first indexes', () => {
-    // Measured: "disk /sys/fs/cgroup" + "disk /nonexistent 10%" on the captured table.
-    const filesystems = storageIndexes(parseMounts(readFixture('mtab')), {
-      diskPaths: ['/sys/fs/cgroup', '/nonexistent'],
-    });
-    expect(listed(filesystems)).toEqual([
-      ['/sys/fs/cgroup', 31],
-      ['/dev/shm', 36],
-      ['/', 38],
-      ['/mnt/sandboxing/model_tools_env/v1/python', 39],
-    ]);
-  });
-
-  it('keeps an unmounted path\'s index taken, as snmpd does', () => {
-    // Measured: after removing /mnt/nfs and appending /mnt/new, snmpd showed /mnt/new one past the last index.
-    const registry = new FsysIndexRegistry();
-    const variety = parseMounts(readFixture('mtab-variety'));
-    storageIndexes(variety, {}, registry);
-    const changed = [...variety.filter((m) => m.mountPoint !== '/mnt/nfs'), ...parseMounts('/dev/vdz /mnt/new ext4 rw 0 0\n')];
-    const after = storageIndexes(changed, {}, registry);
-    expect(listed(after)).toEqual([
-      ...LISTED_ON_VARIETY.filter(([p]) => p !== '/mnt/nfs'),
-      ['/mnt/new', 60],
-    ]);
-    expect(after.find((f) => f.mountPoint === '/mnt/nfs')).toBeUndefined();
-    // A fresh computation would have renumbered; the registry is what keeps snmpd's numbers.
-    expect(listed(storageIndexes(changed)).slice(-1)).toEqual([['/mnt/new', 59]]);
-  });
-
-  it('keeps a path remote once it was seen as nfs (the flag is never cleared)', () => {
-    const registry = new FsysIndexRegistry();
-    const options = { skipNfsInHostResources: true };
-    storageIndexes(parseMounts('s:/e /data nfs rw 0 0\n'), options, registry);
-    expect(storageIndexes(parseMounts('/dev/vdb /data ext4 rw 0 0\n'), options, registry)).toEqual([
-      { mountPoint: '/data', hrStorageIndex: 0 },
-    ]);
-  });
-});
-
-describe('filesystemFor', () => {
-  const filesystems = storageIndexes(parseMounts(readFixture('mtab-variety')));
-
-  it('picks the longest mount point that is a whole-component prefix', () => {
-    expect(filesystemFor(filesystems, '/var/lib/libvirt/images/web01.qcow2')?.hrStorageIndex).toBe(59);
-    expect(filesystemFor(filesystems, '/var/lib/libvirt/images')?.hrStorageIndex).toBe(59);
-    expect(filesystemFor(filesystems, '/var/lib/libvirt/images-old/a.img')?.mountPoint).toBe('/');
-    expect(filesystemFor(filesystems, '/srv/xfs/../btrfs/disk.raw')?.mountPoint).toBe('/srv/btrfs');
-    expect(filesystemFor(filesystems, '/mnt/with space/disk.img')?.hrStorageIndex).toBe(44);
-  });
-
-  it('returns the unlisted mount (index 0) rather than an enclosing listed one', () => {
-    expect(filesystemFor(filesystems, '/dev/sdb')).toEqual({ mountPoint: '/dev', hrStorageIndex: 0 });
-  });
-
-  it('has no answer for relative paths or an empty table', () => {
-    expect(filesystemFor(filesystems, 'images/a.img')).toBeUndefined();
-    expect(filesystemFor([], '/var/lib/a.img')).toBeUndefined();
-  });
-
-  it('resolves symlinks (resolveImagePaths) before the lookup', async () => {
-    const images = path.join(scratch, 'images');
-    const links = path.join(scratch, 'links');
-    fs.mkdirSync(images);
-    fs.mkdirSync(links);
-    fs.writeFileSync(path.join(images, 'disk.img'), '');
-    fs.symlinkSync(path.join(images, 'disk.img'), path.join(links, 'disk.img'));
-    const table: HostFilesystem[] = [
-      { mountPoint: '/', hrStorageIndex: 36 },
-      { mountPoint: images, hrStorageIndex: 41 },
-      { mountPoint: links, hrStorageIndex: 42 },
-    ];
-    const linked = path.join(links, 'disk.img');
-    const missing = path.join(links, 'missing.img');
-    const resolved = await resolveImagePaths([linked, missing, linked]);
-    expect(resolved.size).toBe(2);
-    expect(filesystemFor(table, resolved.get(linked)!)?.hrStorageIndex).toBe(41);
-    expect(filesystemFor(table, resolved.get(missing)!)?.hrStorageIndex).toBe(42);
-    // Unresolved, the configured path counts.
-    expect(filesystemFor(table, linked)?.hrStorageIndex).toBe(42);
   });
 });
 
@@ -383,9 +203,9 @@ describe('collectHost', () => {
     const host = await collectHost(fixtureRoot(), log);
     expect(lines).toEqual([]);
     expect(host.uptimeSeconds).toBe(535.36);
-    expect([...host.cpuDeviceIndex.values()]).toEqual([196608, 196609]);
+    expect(host.cpus).toEqual([0, 1]);
     expect(host.interfaces.get('vnet0')).toEqual({ name: 'vnet0', ifIndex: 5, parentIfIndex: 4 });
-    expect(listed(host.filesystems)).toEqual(LISTED_ON_VARIETY);
+    expect(host.mounts).toEqual(parseMounts(readFixture('mtab-variety')));
   });
 
   it('logs one line per missing file, naming it and what is lost, and returns the rest', async () => {
@@ -406,12 +226,7 @@ describe('collectHost', () => {
       `cannot read ${path.join(scratch, 'no-such-sys', 'class', 'net')}: ENOENT; vmNetworkIfIndex and vmNetworkParent will be 0`,
     ].sort());
     expect(lines.every((l) => l.level === 'warn')).toBe(true);
-    expect(host).toEqual({
-      uptimeSeconds: 0,
-      cpuDeviceIndex: new Map([[0, 196608], [1, 196609]]),
-      interfaces: new Map(),
-      filesystems: [],
-    });
+    expect(host).toEqual({ uptimeSeconds: 0, cpus: [0, 1], interfaces: new Map(), mounts: [] });
   });
 
   it('names the errno of a file that exists but cannot be read', async () => {
@@ -454,17 +269,7 @@ describe('collectHost', () => {
     expect(lines.filter((l) => l.level !== 'debug').slice(1)).toEqual([
       { level: 'info', message: `${mountsFile} is readable again` },
     ]);
-    expect(listed(host.filesystems)).toEqual(LISTED_ON_VARIETY);
-  });
-
-  it('carries snmpd options and history in the state', async () => {
-    const state = new HostCollectorState({ skipNfsInHostResources: true, diskPaths: ['/srv/xfs'] });
-    const host = await collectHost(fixtureRoot(), () => undefined, state);
-    expect(listed(host.filesystems).slice(0, 3)).toEqual([
-      ['/srv/xfs', 31],
-      ['/', 33],
-      ['/srv/btrfs', 37],
-    ]);
+    expect(host.mounts).toEqual(parseMounts(readFixture('mtab-variety')));
   });
 });
 

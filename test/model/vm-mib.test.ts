@@ -1,4 +1,5 @@
-import { buildVmMibView, buildVmMibViewInSlices, ModelState, vmRows } from '../../src/model/vm-mib';
+import { buildVmMibView, buildVmMibViewInSlices, indexKeys, ModelState, vmRows } from '../../src/model/vm-mib';
+import type { HostLinkage } from '../../src/model/linkage';
 import type { DiskRecord, DomainRecord, Snapshot } from '../../src/snapshot';
 import { VmIndexStore } from '../../src/state/index-store';
 import { diskRecord, domainRecord } from '../harness/records';
@@ -14,39 +15,42 @@ function snapshot(domains: DomainRecord[]): Snapshot {
     domains,
     host: {
       uptimeSeconds: 1234.567,
-      cpuDeviceIndex: new Map([[0, 196608], [1, 196609]]),
+      cpus: [0, 1],
       interfaces: new Map([
         ['tap-web01', { name: 'tap-web01', ifIndex: 7, parentIfIndex: 5 }],
         ['br0', { name: 'br0', ifIndex: 5, parentIfIndex: 0 }],
       ]),
-      filesystems: [{ mountPoint: '/', hrStorageIndex: 36 }, { mountPoint: '/srv', hrStorageIndex: 41 }, { mountPoint: '/dev', hrStorageIndex: 0 }],
+      mounts: [],
     },
     imagePaths: new Map(),
   };
 }
+
+/** snmpd's numbering of the host above, as model/linkage.ts gives it (its own tests cover how). */
+const HOST: HostLinkage = {
+  cpuDeviceIndex: new Map([[0, 196608], [1, 196609]]),
+  filesystems: [{ mountPoint: '/', hrStorageIndex: 36 }, { mountPoint: '/srv', hrStorageIndex: 41 }, { mountPoint: '/dev', hrStorageIndex: 0 }],
+};
 
 const state: ModelState = { tableLastChange: 50, perVmNotificationsEnabled: true, bulkNotificationsEnabled: false, libvirtLost: false, now: 1_000_000 };
 
 function modelInput(domains: DomainRecord[]): { snap: Snapshot; rows: ReturnType<typeof vmRows> } {
   const snap = snapshot(domains);
   const store = VmIndexStore.memory(() => undefined);
-  const idx = store.assign(domains.map((d) => ({
-    uuid: d.uuid, name: d.name, running: d.id >= 0, domainId: d.id, disks: d.disks.map((x) => x.target),
-    nics: d.nics.map((n, i) => n.mac ?? `#${i}`),
-  })), 1_000_000 - 4200);
+  const idx = store.assign(indexKeys(domains, new Map()), 1_000_000 - 4200);
   return { snap, rows: vmRows(snap, idx) };
 }
 
 function build(domains: DomainRecord[], st: ModelState = state): MibView {
   const { snap, rows } = modelInput(domains);
-  return buildVmMibView(snap, rows, st);
+  return buildVmMibView(snap, rows, HOST, st);
 }
 
 describe('building the view in slices', () => {
   test('gives the same view, and lets the event loop run between tables', async () => {
     const domains = [domain({}), domain({ uuid: '11111111-2222-3333-4444-555555555556', name: 'db-01', id: -1, state: 5 })];
     const { snap, rows } = modelInput(domains);
-    const whole = [...buildVmMibView(snap, rows, state)];
+    const whole = [...buildVmMibView(snap, rows, HOST, state)];
     // Another task that needs the event loop: it counts its turns while the build runs.
     let turns = 0;
     let done = false;
@@ -55,7 +59,7 @@ describe('building the view in slices', () => {
       if (!done) setImmediate(other);
     };
     setImmediate(other);
-    const view = await buildVmMibViewInSlices(snap, rows, state);
+    const view = await buildVmMibViewInSlices(snap, rows, HOST, state);
     done = true;
     expect([...view]).toEqual(whole);
     expect(turns).toBeGreaterThanOrEqual(4);
