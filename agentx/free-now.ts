@@ -8,9 +8,9 @@ import { MessageChannel } from 'worker_threads';
  * message is detached (its typed arrays read as empty) and its memory moves
  * into the message; closing both ports drops the undelivered message, and
  * the memory with it, without waiting for a GC. (Node 20 has no
- * ArrayBuffer.prototype.transfer.) Buffers replaced once a refresh (a view's values,
- * 5-6 MB at 10,000 VMs) would otherwise stay resident until the next major
- * GC, which comes after the next refresh has started allocating.
+ * ArrayBuffer.prototype.transfer.) Buffers replaced once a refresh (a view's
+ * values) would otherwise stay resident until the next major GC, which comes
+ * after the next refresh has started allocating.
  */
 export function freeNow(buffers: ArrayBufferLike[]): void {
   // util.types, not instanceof: a buffer made in another realm (a vm context) is still transferable.

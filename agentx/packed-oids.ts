@@ -5,9 +5,8 @@
 // OID is stored as the number of leading sub-identifiers it shares with the
 // one before it, followed by the rest as LEB128 varints. Every BLOCK-th OID
 // is stored whole (shares 0), so a lookup binary-searches those block heads
-// and then decodes at most one block. At 10,000 VMs this holds 580,000 OIDs
-// in ~5 bytes each instead of 52 (13 sub-ids as uint32); the view's OIDs had
-// been the largest single item of the agent's memory.
+// and then decodes at most one block. A typical instance OID then takes a
+// few bytes instead of 4 a sub-id (docs/memory.md, "Instance OIDs").
 //
 // Entry layout: shared (uint8), suffix length (uint8), suffix sub-ids as
 // varints. OIDs have at most 128 sub-ids (RFC 2741 §5.1), so both fit a byte.
@@ -181,8 +180,8 @@ function readVarint(bytes: Uint8Array, at: number): number {
  * the basis has at the same place, nothing is written, and finish() returns
  * the basis itself if the sets end up equal. A view is rebuilt every few
  * seconds, usually with the same instances (same VMs, same devices), so its
- * OIDs — 2.8 MB at 10,000 VMs — are then neither written nor held twice.
- * At the first difference the equal prefix is copied and writing goes on.
+ * OIDs are then neither written nor held twice. At the first difference the
+ * equal prefix is copied and writing goes on.
  */
 export class PackedOidsWriter {
   count = 0;

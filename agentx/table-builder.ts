@@ -7,9 +7,8 @@
 // fills a stretch of slots reserved after it, `capacity` rows long. At end()
 // the stretches move down over the room left by absent cells, and the
 // instances are named column by column. No cell is held anywhere but in the
-// view: keeping the columns in buffers of their own until end() had cost
-// ~10 MB of ArrayBuffers and ~4 MB of row lists per 10,000-VM refresh, all
-// garbage that stayed in memory until the next major GC.
+// view: column buffers of their own would be garbage of every refresh that
+// stays resident until the next major GC (docs/memory.md, "Tables").
 import { ValueType } from './pdu';
 import type { Oid, Value } from './pdu';
 import { formatOid } from './oid';

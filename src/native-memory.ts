@@ -2,11 +2,10 @@
 //
 // libvirt's RPC replies for every domain (XML, stats) are malloc'd and freed
 // on the libuv pool threads. glibc keeps freed pages in its arenas, resident,
-// unless they happen to lie at the top of the heap: at 10,000 VMs via
-// libvirtd, refreshing every 5 s, that was ~25 MB of RSS holding nothing
-// (207 MB without, 184 MB with a trim after each refresh). malloc_trim(0) returns every whole free page
-// of every arena (glibc 2.8 and later). It runs on the pool so the main
-// thread never waits for it; C libraries without it (musl) get no trim.
+// unless they happen to lie at the top of the heap: RSS holding nothing
+// (docs/memory.md, "glibc"). malloc_trim(0) returns every whole free page of
+// every arena (glibc 2.8 and later). It runs on the pool so the main thread
+// never waits for it; C libraries without it (musl) get no trim.
 // tuneNativeMemory() sets the allocator up for this pattern at start.
 import koffi from 'koffi';
 import type { KoffiFunc } from 'koffi';
@@ -52,8 +51,7 @@ export function canReleaseNativeMemory(): boolean {
  * - The mmap threshold is fixed at 128 kB. glibc otherwise raises it each
  *   time a large mmapped block is freed, after which the view's multi-MB
  *   arrays are carved from the heap and their pages stay resident once
- *   freed (measured: malloc heap 64 MB of which 47 MB free at 10,000 VMs;
- *   22 MB with the threshold fixed).
+ *   freed.
  * - Two malloc arenas unless MALLOC_ARENA_MAX says otherwise: glibc gives
  *   each pool thread an arena of its own, and each keeps what libvirt freed.
  */

@@ -58,8 +58,9 @@ export interface VmIndexes {
 
 /**
  * Device key → index pairs of one VM, immutable. A VM has a few devices, so
- * the pairs are one small array ([key, index, key, index, ...]): a Map costs
- * ~280 bytes even for two entries, and 20,000 of them live at 10,000 VMs.
+ * the pairs are one small array ([key, index, key, index, ...]) rather than
+ * a Map, which is large even for two entries, and every VM has two (disks,
+ * NICs; docs/memory.md, "Index store").
  */
 export class DeviceIndexes implements Iterable<[string, number]> {
   static readonly EMPTY = new DeviceIndexes([]);
@@ -74,7 +75,7 @@ export class DeviceIndexes implements Iterable<[string, number]> {
 
   /**
    * Copies `pairs` into an array of exactly their length: one grown by
-   * push() keeps room for ~17 elements, which made these 230 bytes each.
+   * push() keeps room for more than a VM's few devices.
    */
   private static of(pairs: readonly (string | number)[]): DeviceIndexes {
     if (pairs.length === 0) return DeviceIndexes.EMPTY;
