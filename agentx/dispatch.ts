@@ -1,14 +1,25 @@
 // Turns one request PDU from the master into the Response the RFC asks for.
 // Kept apart from the session so that the answer path (the hot one: Net-SNMP
 // sends one GetNext per varbind of a walk) has no connection state in it.
+import { RequestFailed } from './handler';
 import type { RequestContext, RequestHandler } from './handler';
 import { Pdu, PduType, ResponseError, ResponsePdu, VarBind } from './pdu';
 
 /**
  * Returns the Response for a request PDU, or null when none is due
- * (CleanupSet, RFC 2741 §7.2.4.4). Throws only what the handler throws.
+ * (CleanupSet, RFC 2741 §7.2.4.4). A handler's RequestFailed becomes the
+ * Response it names; anything else the handler throws is thrown on.
  */
 export function answerRequest(pdu: Pdu, handler: RequestHandler): ResponsePdu | null {
+  try {
+    return answer(pdu, handler);
+  } catch (err) {
+    if (!(err instanceof RequestFailed)) throw err;
+    return expectsResponse(pdu.type) ? response(pdu, err.error, err.index, []) : null;
+  }
+}
+
+function answer(pdu: Pdu, handler: RequestHandler): ResponsePdu | null {
   const ctx: RequestContext = {
     context: pdu.context,
     sessionId: pdu.sessionId,

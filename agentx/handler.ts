@@ -17,6 +17,21 @@ export interface SetResult {
   index: number;
 }
 
+/**
+ * Thrown by a handler to answer the whole request with `error` at `index`
+ * (1-based) after logging the cause itself. Anything else a handler throws
+ * the session logs with its stack and answers genErr.
+ */
+export class RequestFailed extends Error {
+  constructor(
+    readonly error: ResponseError,
+    readonly index: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface RequestHandler {
   get(ranges: readonly SearchRange[], ctx: RequestContext): VarBind[];
   getNext(ranges: readonly SearchRange[], ctx: RequestContext): VarBind[];

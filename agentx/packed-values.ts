@@ -1,7 +1,7 @@
 // The values of a MibView, stored column-wise in typed arrays rather than as
-// one Value object per instance: at 10,000 VMs a view holds ~600,000
-// instances, and an object each (plus a Buffer per octet string) cost tens of
-// megabytes of heap that every major GC had to trace.
+// one Value object per instance: a large view holds hundreds of thousands of
+// instances, and an object each is heap that every major GC has to trace
+// (docs/memory.md, "View values").
 import { freeNow } from './free-now';
 import { ValueType } from './pdu';
 import type { Oid, Value, VarBind } from './pdu';
@@ -16,17 +16,20 @@ const UINT64_MAX = (1n << 64n) - 1n;
  * Integer (int32) and Counter32, Gauge32, TimeTicks (uint32); for a Counter64,
  * the position of its uint64 in `wide`; for octets (OctetString, Opaque,
  * IpAddress), the offset of a copy in one shared byte pool, where a LEB128
- * length precedes the bytes. Four bytes rather than eight a slot: at 10,000
- * VMs only ~110,000 of ~600,000 values need 64 bits, and the slots of two
- * views (the one served and the one being built) are the refresh's memory
- * peak. A value that does not fit (a number outside its type's range or not
- * an integer, a Counter64 outside 0..2^64-1, a non-number where a number
- * belongs) is kept boxed, exactly as given, so the encoder still rejects it
- * when it is requested, as it did before packing. Values come back as new
- * objects; octets as Buffers over the pool.
+ * length precedes the bytes. Four bytes rather than eight a slot: few values
+ * need 64 bits, and the slots of two views (the one served and the one being
+ * built) are the refresh's memory peak. A value that does not fit (a number
+ * outside its type's range or not an integer, a Counter64 outside
+ * 0..2^64-1, a non-number where a number belongs) is kept boxed, exactly as
+ * given, so the encoder still rejects it when it is requested, as it did
+ * before packing. Values come back as new objects; octets as Buffers over
+ * the pool.
  */
 export class PackedValues {
-  count = 0;
+  /** Values counted; slots beyond it may hold values placed ahead (putAt). */
+  private count = 0;
+  /** Set by release(): the arrays are gone, and reading throws rather than answering empty. */
+  private freed = false;
   private kinds: Uint8Array;
   private words: Uint32Array;
   /** The same memory as `words`, for Integer. */
@@ -39,7 +42,7 @@ export class PackedValues {
    * True while `bytes` is the byte pool of the values this set replaces
    * (poolBasis) and every octet string so far equalled its bytes there: the
    * names, UUIDs, paths and MACs of a view rarely change between refreshes,
-   * so the pool is then shared rather than copied (1.8 MB at 10,000 VMs).
+   * so the pool is then shared rather than copied.
    */
   private poolShared: boolean;
   private readonly plannedBytes: number;
@@ -61,6 +64,17 @@ export class PackedValues {
     this.plannedBytes = byteCapacity;
     this.bytes = this.poolShared ? (poolBasis as Buffer) : Buffer.alloc(byteCapacity);
     this.boxed = boxed;
+  }
+
+  /** Number of values counted (pushed, or placed and counted). Throws once released. */
+  get size(): number {
+    if (this.freed) throw releasedError();
+    return this.count;
+  }
+
+  /** True once release() has run. */
+  get released(): boolean {
+    return this.freed;
   }
 
   /** The byte pool, for the next set's poolBasis. */
@@ -91,9 +105,9 @@ export class PackedValues {
   }
 
   /**
-   * Writes `value` into slot i (count <= i < capacity) without counting it:
+   * Writes `value` into slot i (size <= i < capacity) without counting it:
    * MibTableBuilder places a table's cells where they will end up, and the
-   * view builder counts them as it names them.
+   * view builder counts them (countPlaced) as it names them.
    */
   putAt(i: number, value: Value): void {
     switch (value.type) {
@@ -154,6 +168,12 @@ export class PackedValues {
     }
     this.kinds[i] = BOXED;
     this.boxed.set(i, value);
+  }
+
+  /** Counts the value placed (putAt) in the next slot, slot `size`. */
+  countPlaced(): void {
+    if (this.count >= this.kinds.length) throw new Error(`MIB view: no value placed in slot ${this.count}; the slots end at ${this.kinds.length}`);
+    this.count++;
   }
 
   /** Moves slots from .. from+n-1 to to .. to+n-1 (the ranges may overlap); the source slots are left undefined. */
@@ -266,18 +286,18 @@ export class PackedValues {
 
   private boxedAt(i: number): Value {
     const value = this.boxed.get(i);
-    if (value === undefined) throw new Error(`MIB view: no value stored for instance #${i}`);
+    if (value === undefined) throw this.freed ? releasedError() : new Error(`MIB view: no value stored for instance #${i}`);
     return value;
   }
 
   /**
    * Frees the kinds and slots now, rather than at whatever later GC finds
-   * them dead; this set must not be read again. The byte pool is left alone:
-   * the set built next may share it.
+   * them dead; reading this set afterwards throws. The byte pool is left
+   * alone: the set built next may share it.
    */
   release(): void {
     freeNow([this.kinds.buffer, this.words.buffer, this.wide.buffer]);
-    this.count = 0;
+    this.freed = true;
   }
 
   /** Stops sharing the basis pool: its bytes so far are copied into a pool of this set's own. */
@@ -307,6 +327,10 @@ export class PackedValues {
       this.poolShared = false;
     }
   }
+}
+
+function releasedError(): Error {
+  return new Error('MIB view: read after release(); a released view holds no values (only the responder that replaced it may release it)');
 }
 
 const isInt32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= -0x80000000 && n <= 0x7fffffff;

@@ -1,16 +1,22 @@
 // Answers Get, GetNext, GetBulk and the Set phases for the session, from the
 // current MibView of each context (RFC 2741 §7.2.3, §7.2.4). Views are swapped
 // in whole, so a request never sees half a refresh; nothing here does I/O.
+// The responder publishes views and is the only one to release them.
 import { ResponseError, ValueType } from './pdu';
 import type { Oid, SearchRange, VarBind } from './pdu';
+import { RequestFailed } from './handler';
 import type { RequestContext, RequestHandler, SetResult, WritableObject } from './handler';
 import { compareOids, formatOid, isPrefixOf } from './oid';
 import { silentLog } from './log';
 import type { AgentxLog } from './log';
-import type { MibView } from './view';
+import { releaseView, type MibView } from './view';
 
 export interface ResponderOptions {
-  /** Throw instead of logging when the responder catches its own wrong answer (for tests). */
+  /**
+   * Throw instead of logging when the responder catches a programming error:
+   * its own wrong answer, or a view released by someone else (for tests).
+   * Otherwise it is logged and answered as safely as it can be.
+   */
   strict?: boolean;
   log?: AgentxLog;
   /** Upper bound on the varbinds of one GetBulk response; default 1000. */
@@ -44,6 +50,8 @@ export class Responder implements RequestHandler {
   private readonly strict: boolean;
   private readonly log: AgentxLog;
   private readonly maxBulkVarBinds: number;
+  /** Released views found served, each logged once. */
+  private readonly reportedReleased = new WeakSet<MibView>();
 
   constructor(options: ResponderOptions = {}) {
     this.strict = options.strict ?? false;
@@ -51,9 +59,31 @@ export class Responder implements RequestHandler {
     this.maxBulkVarBinds = Math.max(1, options.maxBulkVarBinds ?? DEFAULT_MAX_BULK_VARBINDS);
   }
 
-  /** Replaces the view of a context (the default context when omitted); later requests see only the new one. */
+  /**
+   * Serves `view` in a context (the default context when omitted); later
+   * requests see only the new one. The view it replaces is released (its
+   * values freed at once, not at a later GC) unless a view still served
+   * shares them, as one made from it by withValues() does. Whoever built
+   * `view` hands it over: only the responder releases it.
+   */
+  publish(view: MibView, context?: Buffer): void {
+    if (view.released) {
+      const msg = `responder: a released view was published in ${contextName(context)}; it holds no values`;
+      if (this.strict) throw new Error(msg);
+      this.log('error', `${msg}; still serving the view before it`);
+      return;
+    }
+    const key = contextKey(context);
+    const replaced = this.views.get(key);
+    this.views.set(key, view);
+    if (replaced === undefined || replaced.released) return;
+    for (const served of this.views.values()) if (served.values === replaced.values) return;
+    releaseView(replaced);
+  }
+
+  /** @deprecated The old name of publish(), kept until src/agent.ts calls publish(). */
   setView(view: MibView, context?: Buffer): void {
-    this.views.set(contextKey(context), view);
+    this.publish(view, context);
   }
 
   /** Registers the handler of a writable scalar or column; instances under objectOid go to it. */
@@ -70,7 +100,7 @@ export class Responder implements RequestHandler {
 
   /** RFC 2741 §7.2.3.1 */
   get(ranges: readonly SearchRange[], ctx: RequestContext): VarBind[] {
-    const view = this.views.get(contextKey(ctx.context));
+    const view = this.viewFor(ctx);
     return ranges.map(({ start }) => {
       // The answer carries the requested OID by construction, so the L7 check
       // "Get must not change the name" holds without a runtime test.
@@ -83,7 +113,7 @@ export class Responder implements RequestHandler {
 
   /** RFC 2741 §7.2.3.2 */
   getNext(ranges: readonly SearchRange[], ctx: RequestContext): VarBind[] {
-    const view = this.views.get(contextKey(ctx.context));
+    const view = this.viewFor(ctx);
     return ranges.map((range) => this.nextInRange(view, range.start, range.include, range.end));
   }
 
@@ -96,7 +126,7 @@ export class Responder implements RequestHandler {
    * repeater has ended, no further rows are produced.
    */
   getBulk(nonRepeaters: number, maxRepetitions: number, ranges: readonly SearchRange[], ctx: RequestContext): VarBind[] {
-    const view = this.views.get(contextKey(ctx.context));
+    const view = this.viewFor(ctx);
     const n = Math.min(Math.max(0, nonRepeaters), ranges.length);
     const out: VarBind[] = [];
     for (let i = 0; i < n; i++) out.push(this.nextInRange(view, ranges[i].start, ranges[i].include, ranges[i].end));
@@ -219,6 +249,24 @@ export class Responder implements RequestHandler {
   }
 
   /**
+   * The view serving `ctx`. One released behind the responder's back has no
+   * values left, and answering from it as if empty would end every walk
+   * early without a word: in strict mode that throws, otherwise it is logged
+   * (once per view) and the request answered genErr.
+   */
+  private viewFor(ctx: RequestContext): MibView | undefined {
+    const view = this.views.get(contextKey(ctx.context));
+    if (view === undefined || !view.released) return view;
+    const msg = `responder: the view served in ${contextName(ctx.context)} was released while still served; it holds no values`;
+    if (this.strict) throw new Error(msg);
+    if (!this.reportedReleased.has(view)) {
+      this.reportedReleased.add(view);
+      this.log('error', `${msg}; answering genErr until another view is published`);
+    }
+    throw new RequestFailed(ResponseError.GenErr, 1, msg);
+  }
+
+  /**
    * One SearchRange as GetNext (RFC 2741 §7.2.3.2), with the libagentx check
    * that the view's answer advances past start and stays before end: a
    * violation is logged and answered endOfMibView rather than sent wrong.
@@ -287,6 +335,10 @@ export class Responder implements RequestHandler {
 /** Default context and each named context (octets, compared exactly) get distinct keys. */
 function contextKey(context: Buffer | undefined): string {
   return context === undefined ? '' : `c:${context.toString('hex')}`;
+}
+
+function contextName(context: Buffer | undefined): string {
+  return context === undefined ? 'the default context' : `context "${context.toString('latin1')}"`;
 }
 
 function transactionKey(ctx: RequestContext): string {

@@ -1,11 +1,10 @@
 // An immutable, sorted table of MIB instances (OID → value) that answers the
 // lookups of Get and GetNext processing (RFC 2741 §7.2.3) in O(log n).
 //
-// Views of 600,000 instances are realistic (10,000 VMs), so instance OIDs are
-// not kept as one JS array each but front-coded in one byte array
-// (packed-oids.ts), and values are not kept as one object each either
-// (packed-values.ts): an object per instance cost tens of megabytes and
-// hundreds of thousands of long-lived objects for every major GC to trace.
+// A view may hold hundreds of thousands of instances, so neither names nor
+// values are kept as an object each: OIDs are front-coded in one byte array
+// (packed-oids.ts), values packed column-wise (packed-values.ts); what that
+// saves is in docs/memory.md.
 import { ValueType } from './pdu';
 import type { Oid, Value, VarBind } from './pdu';
 import { compareOids, formatOid, isPrefixOf } from './oid';
@@ -41,7 +40,7 @@ export class MibView implements Iterable<VarBind> {
     /** @internal read by the next view's builder, to share what did not change */
     readonly values: PackedValues,
     private readonly declared: readonly Oid[],
-    private readonly slots = values.count,
+    private readonly slots = values.size,
     /** Instance number → value that replaces the packed one (see withValues). */
     private readonly replaced: ReadonlyMap<number, Value> | null = null,
   ) {
@@ -56,9 +55,10 @@ export class MibView implements Iterable<VarBind> {
   withValues(changes: readonly VarBind[]): MibView {
     const replaced = new Map(this.replaced ?? []);
     const c = this.oids.cursor();
+    const size = this.values.size;
     for (const { oid, ...value } of changes) {
       const i = c.seek(oid);
-      if (i >= this.values.count || c.compare(oid) !== 0) {
+      if (i >= size || c.compare(oid) !== 0) {
         throw new Error(`MIB view: no instance ${formatOid(oid)} to replace the value of; withValues() replaces, it does not add`);
       }
       if (value.type === ValueType.NoSuchObject || value.type === ValueType.NoSuchInstance || value.type === ValueType.EndOfMibView) {
@@ -70,23 +70,27 @@ export class MibView implements Iterable<VarBind> {
   }
 
   /**
-   * Frees this view's values at once (see PackedValues.release); for the
-   * owner of a view it has just replaced with one built anew. The view must
-   * not be read again: it then holds no instances. Views made from it with
-   * withValues() share its values and must be replaced as well.
+   * @deprecated Publish views with Responder.publish(), which releases the
+   * view it replaces once nothing it serves shares its values. Kept only
+   * until the agent publishes that way.
    */
   release(): void {
-    this.values.release();
+    releaseView(this);
+  }
+
+  /** True once the responder that replaced this view released it: reading it then throws. */
+  get released(): boolean {
+    return this.values.released;
   }
 
   /** Number of instances. */
   get size(): number {
-    return this.values.count;
+    return this.values.size;
   }
 
   sizes(): MibViewSizes {
     return {
-      instances: this.values.count,
+      instances: this.values.size,
       oidBytes: this.oids.byteLength,
       octets: this.values.octets,
       slots: this.slots,
@@ -101,9 +105,10 @@ export class MibView implements Iterable<VarBind> {
 
   /** The value of the instance named exactly `oid`. */
   get(oid: Oid): Value | undefined {
+    const size = this.values.size;
     const c = this.cursor;
     const i = c.seek(oid);
-    if (i >= this.values.count || c.compare(oid) !== 0) return undefined;
+    if (i >= size || c.compare(oid) !== 0) return undefined;
     return this.replaced?.get(i) ?? this.values.valueAt(i);
   }
 
@@ -112,10 +117,11 @@ export class MibView implements Iterable<VarBind> {
    * `end` is not empty, strictly before `end`: one SearchRange of RFC 2741 §5.2.
    */
   next(start: Oid, include: boolean, end: Oid = []): VarBind | undefined {
+    const size = this.values.size;
     const c = this.cursor;
     c.seek(start);
-    if (!include && c.index < this.values.count && c.compare(start) === 0) c.advance();
-    if (c.index >= this.values.count) return undefined;
+    if (!include && c.index < size && c.compare(start) === 0) c.advance();
+    if (c.index >= size) return undefined;
     if (end.length > 0 && c.compare(end) >= 0) return undefined;
     return this.varBindAt(c.index, c.oid());
   }
@@ -144,8 +150,18 @@ export class MibView implements Iterable<VarBind> {
   *[Symbol.iterator](): Iterator<VarBind> {
     // A cursor of its own: lookups between two steps must not move it.
     const c = this.oids.cursor();
-    for (; c.index < this.values.count; c.advance()) yield this.varBindAt(c.index, c.oid());
+    for (; c.index < this.values.size; c.advance()) yield this.varBindAt(c.index, c.oid());
   }
+}
+
+/**
+ * Frees a view's values at once, not at whatever later GC finds them dead;
+ * reading the view afterwards throws. Only for the responder, which knows
+ * when a view it served is replaced and whether another still shares its
+ * values (Responder.publish); not part of the library's public surface.
+ */
+export function releaseView(view: MibView): void {
+  view.values.release();
 }
 
 /**
@@ -197,7 +213,7 @@ export class MibViewBuilder {
     if (this.tableOpen) throw new Error('MIB view: a table is still being added; end() it first');
     this.tableOpen = true;
     const sink: TableSink = {
-      nextSlot: () => this.values.count,
+      nextSlot: () => this.values.size,
       reserve: (slots) => {
         this.values.ensureCapacity(slots);
         if (slots > this.slotsNeeded) this.slotsNeeded = slots;
@@ -208,7 +224,7 @@ export class MibViewBuilder {
       add: (oid, value) => this.addInstance(oid, value),
       addPlaced: (oid) => {
         this.addName(oid);
-        this.values.count++;
+        this.values.countPlaced();
       },
       close: () => {
         this.tableOpen = false;
@@ -250,10 +266,11 @@ export class MibViewBuilder {
   build(): MibView {
     if (this.tableOpen) throw new Error('MIB view: build() while a table is being added; end() it first');
     const objects = sortObjects(this.declared);
-    const slots = Math.max(this.slotsNeeded, this.values.count);
+    const count = this.values.size;
+    const slots = Math.max(this.slotsNeeded, count);
     // Spare slots are the room tables reserved for absent cells: a few, kept
     // rather than copied away (a copy would briefly hold the values twice).
-    let values = this.values.capacity - this.values.count > this.values.count / 8 ? this.values.trimmed() : this.values;
+    let values = this.values.capacity - count > count / 8 ? this.values.trimmed() : this.values;
     let oids: PackedOids;
     if (this.loose === null) {
       oids = this.oids.finish();

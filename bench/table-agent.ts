@@ -38,7 +38,7 @@ export async function startTableAgent(address: string, rows: number, log?: Agent
   const responder = new Responder({ log });
   let value = 42;
   let previous = value;
-  responder.setView(demoView(rows, value));
+  responder.publish(demoView(rows, value));
   responder.addWritable(DEMO_WRITABLE, {
     test: (oid, v) => {
       if (oid.length !== DEMO_WRITABLE.length + 1 || oid[oid.length - 1] !== 0) return ResponseError.NoCreation;
@@ -48,12 +48,12 @@ export async function startTableAgent(address: string, rows: number, log?: Agent
     commit: (_oid, v) => {
       previous = value;
       value = v.type === ValueType.Integer ? v.value : value;
-      responder.setView(demoView(rows, value));
+      responder.publish(demoView(rows, value));
       return ResponseError.NoError;
     },
     undo: () => {
       value = previous;
-      responder.setView(demoView(rows, value));
+      responder.publish(demoView(rows, value));
       return ResponseError.NoError;
     },
   });

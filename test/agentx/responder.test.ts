@@ -1,6 +1,7 @@
 import { Responder } from '../../agentx/responder';
-import { MibView, MibViewBuilder } from '../../agentx/view';
-import { ResponseError, ValueType } from '../../agentx/pdu';
+import { MibView, MibViewBuilder, releaseView } from '../../agentx/view';
+import { answerRequest } from '../../agentx/dispatch';
+import { PduType, ResponseError, ValueType } from '../../agentx/pdu';
 import type { Oid, SearchRange, Value, VarBind } from '../../agentx/pdu';
 import type { RequestContext, WritableObject } from '../../agentx/handler';
 import { formatOid, parseOid } from '../../agentx/oid';
@@ -54,7 +55,7 @@ function show(vb: VarBind): string {
 function newResponder(): { responder: Responder; logs: [LogLevel, string][] } {
   const logs: [LogLevel, string][] = [];
   const responder = new Responder({ strict: false, log: (level, msg) => logs.push([level, msg]) });
-  responder.setView(fixtureView());
+  responder.publish(fixtureView());
   return { responder, logs };
 }
 
@@ -152,7 +153,7 @@ describe('GetBulk (RFC 2741 §7.2.3.3)', () => {
     const view = fixtureView();
     const next = jest.spyOn(view, 'next');
     const spied = new Responder();
-    spied.setView(view);
+    spied.publish(view);
     const answer = spied.getBulk(0, 10, [range(`${COL2}.1`, false, COL3), range(`${COL2}.1`)], ctx());
     expect(answer).toHaveLength(8);
     // Column 1 searches twice (207, then its end); column 2 searches in all four rows.
@@ -164,7 +165,7 @@ describe('GetBulk (RFC 2741 §7.2.3.3)', () => {
     const capped = new Responder({ maxBulkVarBinds: 6, log: (level, msg) => logs.push([level, msg]) });
     const builder = new MibViewBuilder();
     for (let i = 1; i <= 100; i++) builder.add([1, 5, i], int(i));
-    capped.setView(builder.build());
+    capped.publish(builder.build());
     const answer = capped.getBulk(1, 1000, [range('1.5'), range('1.5'), range('1.5.50')], ctx());
     // 1 non-repeater + 2 rows of 2 repeaters; a third row would exceed 6.
     expect(answer.map(show)).toEqual(['1.5.1=1', '1.5.1=1', '1.5.51=51', '1.5.2=2', '1.5.52=52']);
@@ -178,7 +179,7 @@ describe('GetBulk (RFC 2741 §7.2.3.3)', () => {
     const builder = new MibViewBuilder();
     for (let i = 1; i <= 5000; i++) builder.add([1, 5, i], int(i));
     const responder = new Responder();
-    responder.setView(builder.build());
+    responder.publish(builder.build());
     expect(responder.getBulk(0, 65535, [range('1.5')], ctx())).toHaveLength(1000);
   });
 });
@@ -186,7 +187,7 @@ describe('GetBulk (RFC 2741 §7.2.3.3)', () => {
 describe('contexts and view swaps', () => {
   test('a named context has its own view; an unknown context finds nothing', () => {
     const { responder } = newResponder();
-    responder.setView(fixtureView('guest'), Buffer.from('vm7'));
+    responder.publish(fixtureView('guest'), Buffer.from('vm7'));
     const inContext = ctx({ context: Buffer.from('vm7') });
     expect(responder.get([range(`${SCALAR_RW}.0`)], inContext).map(show)).toEqual([`${SCALAR_RW}.0="guest"`]);
     expect(responder.get([range(`${SCALAR_RW}.0`)], ctx()).map(show)).toEqual([`${SCALAR_RW}.0="host"`]);
@@ -207,10 +208,10 @@ describe('contexts and view swaps', () => {
     expect(responder.getNext([range('1.3')], ctx()).map(show)).toEqual(['1.3=endOfMibView']);
   });
 
-  test('the next request after setView sees only the new view; earlier answers are unaffected', () => {
+  test('the next request after publish sees only the new view; earlier answers are unaffected', () => {
     const { responder } = newResponder();
     const before = responder.getNext([range(`${COL2}.1`)], ctx());
-    responder.setView(fixtureView('renamed', [1, 3]));
+    responder.publish(fixtureView('renamed', [1, 3]));
     const after = responder.getNext([range(`${COL2}.1`)], ctx());
     expect(before.map(show)).toEqual([`${COL2}.7=207`]);
     expect(after.map(show)).toEqual([`${COL2}.3=203`]);
@@ -221,13 +222,99 @@ describe('contexts and view swaps', () => {
   });
 });
 
+describe('publishing views: only the responder releases them', () => {
+  const detached = (view: MibView): boolean => {
+    const values = view.values as unknown as { kinds: Uint8Array };
+    return values.kinds.buffer.byteLength === 0;
+  };
+
+  test('publish releases the view it replaces at once; reading that view then throws', () => {
+    const { responder } = newResponder();
+    const first = fixtureView('first');
+    responder.publish(first);
+    responder.publish(fixtureView('second'));
+    expect(first.released).toBe(true);
+    expect(detached(first)).toBe(true);
+    expect(() => first.get(o(`${SCALAR_RW}.0`))).toThrow('read after release');
+    expect(responder.get([range(`${SCALAR_RW}.0`)], ctx()).map(show)).toEqual([`${SCALAR_RW}.0="second"`]);
+  });
+
+  test('a view patched by withValues() shares its values: publishing it releases nothing, the next rebuilt view releases both', () => {
+    const responder = new Responder({ strict: true });
+    const built = fixtureView();
+    responder.publish(built);
+    const patched = built.withValues([{ oid: o(`${SCALAR_RW}.0`), ...str('patched') }]);
+    responder.publish(patched);
+    expect(built.released).toBe(false);
+    expect(responder.get([range(`${SCALAR_RW}.0`), range(`${COL2}.7`)], ctx()).map(show)).toEqual([
+      `${SCALAR_RW}.0="patched"`,
+      `${COL2}.7=207`,
+    ]);
+    responder.publish(fixtureView('rebuilt'));
+    expect(patched.released).toBe(true);
+    expect(built.released).toBe(true);
+    expect(detached(built)).toBe(true);
+  });
+
+  test('the view served, published again or served in another context, is not released', () => {
+    const responder = new Responder({ strict: true });
+    const shared = fixtureView('shared');
+    responder.publish(shared);
+    responder.publish(shared);
+    expect(shared.released).toBe(false);
+    const vm7 = Buffer.from('vm7');
+    responder.publish(shared, vm7);
+    responder.publish(fixtureView('default'));
+    expect(shared.released).toBe(false);
+    expect(responder.get([range(`${SCALAR_RW}.0`)], ctx({ context: vm7 })).map(show)).toEqual([`${SCALAR_RW}.0="shared"`]);
+    responder.publish(fixtureView('guest'), vm7);
+    expect(shared.released).toBe(true);
+  });
+
+  test('a view released behind the responder\'s back: thrown in strict mode, never answered as empty', () => {
+    const responder = new Responder({ strict: true });
+    const view = fixtureView();
+    responder.publish(view);
+    releaseView(view);
+    expect(() => responder.get([range(`${SCALAR_RW}.0`)], ctx())).toThrow('released while still served');
+    expect(() => responder.getNext([range('1')], ctx())).toThrow('released while still served');
+    expect(() => responder.getBulk(0, 5, [range('1')], ctx())).toThrow('released while still served');
+  });
+
+  test('a view released behind the responder\'s back: otherwise logged once and answered genErr until the next publish', () => {
+    const { responder, logs } = newResponder();
+    const view = fixtureView();
+    responder.publish(view);
+    releaseView(view);
+    const getNext = { type: PduType.GetNext, flags: 0, sessionId: 1, transactionId: 1, packetId: 9, ranges: [range('1')] } as const;
+    for (let i = 0; i < 3; i++) {
+      expect(answerRequest(getNext, responder)).toMatchObject({ type: PduType.Response, packetId: 9, error: ResponseError.GenErr, index: 1, varbinds: [] });
+    }
+    const bulk = { type: PduType.GetBulk, flags: 0, sessionId: 1, transactionId: 2, packetId: 10, nonRepeaters: 0, maxRepetitions: 5, ranges: [range('1')] } as const;
+    expect(answerRequest(bulk, responder)).toMatchObject({ error: ResponseError.GenErr, index: 1 });
+    expect(logs).toEqual([['error', expect.stringContaining('released while still served')]]);
+    responder.publish(fixtureView('again'));
+    expect(answerRequest(getNext, responder)).toMatchObject({ error: ResponseError.NoError, varbinds: [expect.objectContaining({ type: ValueType.Integer, value: 11 })] });
+  });
+
+  test('a released view is never published: thrown in strict mode, otherwise logged and the view before kept', () => {
+    const released = fixtureView('released');
+    releaseView(released);
+    expect(() => new Responder({ strict: true }).publish(released)).toThrow('a released view was published');
+    const { responder, logs } = newResponder();
+    responder.publish(released);
+    expect(logs).toEqual([['error', expect.stringContaining('a released view was published')]]);
+    expect(responder.get([range(`${SCALAR_RW}.0`)], ctx()).map(show)).toEqual([`${SCALAR_RW}.0="host"`]);
+  });
+});
+
 describe('self-check of GetNext answers (libagentx L7)', () => {
   function lyingResponder(strict: boolean, answer: string): { responder: Responder; logs: [LogLevel, string][] } {
     const logs: [LogLevel, string][] = [];
     const view = fixtureView();
     jest.spyOn(view, 'next').mockReturnValue({ type: ValueType.Integer, value: 1, oid: o(answer) });
     const responder = new Responder({ strict, log: (level, msg) => logs.push([level, msg]) });
-    responder.setView(view);
+    responder.publish(view);
     return { responder, logs };
   }
 

@@ -17,7 +17,7 @@ describe('truthValueScalar', () => {
     const view = new MibViewBuilder();
     view.declareObject(SCALAR).add([...SCALAR, 0], int(1));
     view.declareObject(OTHER).add([...OTHER, 0], int(2));
-    responder.setView(view.build());
+    responder.publish(view.build());
     responder.addWritable(SCALAR, truthValueScalar(SCALAR, { get: () => a, set: (v) => { a = v; } }));
     responder.addWritable(OTHER, truthValueScalar(OTHER, { get: () => b, set: (v) => { b = v; } }));
     return { responder, values: () => [a, b] };

@@ -1,6 +1,6 @@
 import * as v8 from 'v8';
 import * as vm from 'vm';
-import { MibView, MibViewBuilder } from '../../agentx/view';
+import { MibView, MibViewBuilder, releaseView } from '../../agentx/view';
 import { ValueType } from '../../agentx/pdu';
 import type { Oid, Value, VarBind } from '../../agentx/pdu';
 import { compareOids, formatOid, parseOid } from '../../agentx/oid';
@@ -262,7 +262,7 @@ describe('MibViewBuilder', () => {
     }
   });
 
-  test('release() gives a view\'s values back without a GC; the view is then empty, and the one built after it unharmed', async () => {
+  test('releaseView() gives a view\'s values back without a GC; the one built after it is unharmed', async () => {
     const build = (previous?: MibView): MibView => {
       const b = new MibViewBuilder(previous);
       const t = b.table(o('1.3.6.1.4.1.9.2.1'), [2, 3], 200_000);
@@ -274,7 +274,7 @@ describe('MibViewBuilder', () => {
     const next = build(old);
     await new Promise((resolve) => setImmediate(resolve));
     const before = process.memoryUsage().arrayBuffers;
-    old.release();
+    releaseView(old);
     // The ports close on the next turn of the event loop.
     await new Promise((resolve) => setTimeout(resolve, 20));
     const freed = before - process.memoryUsage().arrayBuffers;
@@ -288,12 +288,40 @@ describe('MibViewBuilder', () => {
     // The OIDs and octets the next view shares are untouched.
     expect(next.oids).toBe(old.oids);
     expect(next.values.pool).toBe(old.values.pool);
-    expect(old.size).toBe(0);
-    expect(old.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toBeUndefined();
-    expect(old.next(o('1.3.6.1.4.1.9.2.1'), false)).toBeUndefined();
+    expect(old.released).toBe(true);
+    expect(next.released).toBe(false);
     expect(next.get(o('1.3.6.1.4.1.9.2.1.2.7'))).toEqual(int(7));
     expect(next.get(o('1.3.6.1.4.1.9.2.1.3.199999'))).toEqual({ type: ValueType.OctetString, value: Buffer.from('row-199999') });
     expect(next.size).toBe(400_000);
+  });
+
+  test('a released view is never read as empty: every read throws', () => {
+    const b = new MibViewBuilder().declareObject(o('1.3.6.1.4.1.9.1'));
+    b.add(o('1.3.6.1.4.1.9.1.0'), int(5));
+    const view = b.build();
+    const patched = view.withValues([{ oid: o('1.3.6.1.4.1.9.1.0'), ...int(6) }]);
+    releaseView(view);
+    const reads: [string, () => unknown][] = [
+      ['size', () => view.size],
+      ['sizes', () => view.sizes()],
+      ['get', () => view.get(o('1.3.6.1.4.1.9.1.0'))],
+      ['next', () => view.next(o('1.3'), false)],
+      ['iteration', () => [...view]],
+      ['withValues', () => view.withValues([{ oid: o('1.3.6.1.4.1.9.1.0'), ...int(7) }])],
+      ['a builder given it as the previous view', () => new MibViewBuilder(view)],
+      // A view patched from it shares its values, so it is released as well.
+      ['a view patched from it', () => patched.get(o('1.3.6.1.4.1.9.1.0'))],
+    ];
+    const thrown = (read: () => unknown): string => {
+      try {
+        read();
+        return 'nothing thrown';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    for (const [what, read] of reads) expect({ what, thrown: thrown(read) }).toEqual({ what, thrown: expect.stringContaining('read after release') });
+    expect(patched.released).toBe(true);
   });
 
   test('every value comes back as given: 32-bit numbers and Counter64 packed, octets of any length, misfits kept as they are', () => {
