@@ -8,10 +8,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CommandResult, isPidAlive, ManagedProcess, runCommand, sleep, spawnManaged, stopProcess } from './process';
+import { CommandResult, isPidAlive, ManagedProcess, reaper, runCommand, sleep, spawnManaged, stopProcess } from './process';
 import { unixSocketAccepts } from './ports';
 import { findTool, missingTools } from './prereq';
-import { forget, recordPidFiles } from './reaper';
 
 export const LIBVIRTD_BINARY = findTool('libvirtd') ?? undefined;
 export const QEMU_BINARY = findTool('qemu-system-x86_64') ?? undefined;
@@ -94,7 +93,7 @@ class LibvirtdLab implements SessionLibvirtd {
   ) {
     // QEMU daemonises away from libvirtd's process group; if this suite never
     // reaches dispose(), the run's reaper finds the guests through these files.
-    this.pidFilesRecord = recordPidFiles({
+    this.pidFilesRecord = reaper.recordPidFiles({
       dirs: [path.join(this.runtimeDir, 'libvirt', 'qemu', 'run')],
       files: [path.join(this.runtimeDir, 'libvirt', 'virtlogd.pid')],
       exclude: ['driver.pid'],
@@ -204,7 +203,7 @@ class LibvirtdLab implements SessionLibvirtd {
       // Only processes of the daemon's user: a stale file must not make us kill a stranger.
       if (pid !== null && isPidAlive(pid) && ownerUid(pid) === this.uid) await stopProcess(pid, 2000);
     }
-    forget(this.pidFilesRecord);
+    reaper.forget(this.pidFilesRecord);
     fs.rmSync(this.labDir, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,25 @@
 // reaper (reaper.js), which stops what a crashed or interrupted suite left.
 import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { forget, recordProcess } from './reaper';
+import * as path from 'node:path';
+import type * as Reaper from './reaper';
+
+/**
+ * The run's record and reaper (reaper.js). It is plain CommonJS, which
+ * scripts/run-tests.js loads without ts-jest; bench/ compiles this file into
+ * dist/, where tsc copies no .js files, so it is loaded from the source tree
+ * wherever this file runs from.
+ */
+export const reaper: typeof Reaper = (() => {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = up;
+  }
+  return require(path.join(dir, 'test', 'harness', 'reaper.js')) as typeof Reaper;
+})();
+const { forget, recordProcess } = reaper;
 
 /**
  * The locale every process the harness starts runs with. Tests parse what
