@@ -1,8 +1,9 @@
 // Child processes for test daemons and client tools: spawn with captured
 // output, wait for exit, stop by PID with SIGTERM→SIGKILL escalation. Never a
 // shell string and never "kill by name": other tests share the machine.
-// Every daemon leads its own process group and is recorded for the run's
-// reaper (reaper.js), which stops what a crashed or interrupted suite left.
+// In a test run, every daemon leads its own process group and is recorded
+// for the run's reaper (reaper.js), which stops what a crashed or interrupted
+// suite left.
 import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ export const reaper: typeof Reaper = (() => {
   }
   return require(path.join(dir, 'test', 'harness', 'reaper.js')) as typeof Reaper;
 })();
-const { forget, recordProcess } = reaper;
+const { forget, recordProcess, runDir } = reaper;
 
 /**
  * The locale every process the harness starts runs with. Tests parse what
@@ -47,8 +48,12 @@ export interface ExitStatus {
 
 export interface ManagedProcess {
   readonly pid: number;
-  /** The process group the child leads (its pid): stopProcess signals all of it. */
-  readonly processGroup: number;
+  /**
+   * The process group the child leads (its pid) in a test run, where
+   * stopProcess signals all of it; undefined elsewhere (bench/), where the
+   * child stays in our group so a Ctrl-C reaches it as before.
+   */
+  readonly processGroup: number | undefined;
   /** argv[0] and arguments, for error messages. */
   readonly commandLine: string;
   /** Settles when the child has exited and been reaped (its /proc entry is gone). */
@@ -71,10 +76,10 @@ export interface SpawnOptions {
 // Daemons still running when the test process exits would outlive it and hold
 // ports; SIGKILL is all a synchronous 'exit' handler can still do. (A process
 // killed by a signal runs no 'exit' handler: then the run's reaper does it.)
-const liveChildren = new Set<number>();
+const liveChildren = new Map<number, boolean>();
 process.once('exit', () => {
-  for (const pid of liveChildren) {
-    for (const target of [-pid, pid]) {
+  for (const [pid, group] of liveChildren) {
+    for (const target of group ? [-pid, pid] : [pid]) {
       try {
         process.kill(target, 'SIGKILL');
       } catch {
@@ -88,14 +93,16 @@ export function spawnManaged(command: string, args: readonly string[], options: 
   const commandLine = [command, ...args].join(' ');
   const maxChars = options.maxOutputChars ?? 1_000_000;
   return new Promise((resolve, reject) => {
-    // detached: the child leads a process group of its own, so stopping it
-    // reaches whatever it forked, and a Ctrl-C meant for jest does not race
-    // the harness's orderly stop (the run's reaper covers an interrupted run).
+    // In a test run (a run directory to record into), the child leads a
+    // process group of its own, so stopping it reaches whatever it forked, and
+    // an interrupt of jest is handled by the reaper (global-setup.js,
+    // scripts/run-tests.js), not by whichever daemon the signal reaches first.
+    const detached = runDir() !== undefined;
     const child = spawn(command, args, {
       env: toolEnv(options.env),
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+      detached,
     });
     let record: string | undefined;
     let captured = '';
@@ -131,11 +138,11 @@ export function spawnManaged(command: string, args: readonly string[], options: 
         reject(new Error(`cannot start ${commandLine}: no PID`));
         return;
       }
-      liveChildren.add(pid);
-      record = recordProcess(pid, { command: commandLine, group: true });
+      liveChildren.set(pid, detached);
+      record = recordProcess(pid, { command: commandLine, group: detached });
       resolve({
         pid,
-        processGroup: pid,
+        processGroup: detached ? pid : undefined,
         commandLine,
         exited,
         hasExited: () => exitStatus !== undefined,
