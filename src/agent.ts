@@ -65,7 +65,7 @@ export class VmmAgent {
       get: () => this.modelState,
       set: (next: ModelState, object: string) => {
         this.modelState = next;
-        if (this.currentView) this.publish(this.currentView.withValues(notificationSwitches(next)), false);
+        if (this.currentView) this.publish(this.currentView.withValues(notificationSwitches(next)));
         log('info', `${object} set by SNMP SET: notifications per VM ${next.perVmNotificationsEnabled ? 'on' : 'off'}, ` +
           `bulk ${next.bulkNotificationsEnabled ? 'on' : 'off'}`);
       },
@@ -174,7 +174,7 @@ export class VmmAgent {
     const numbering = { vms: indexes, host: this.linkage.update(snapshot.host) };
     const { rows, view } = await vmMibView(snapshot, numbering, state, this.currentView ?? undefined);
     // A Set of a notification switch may have changed the model state meanwhile.
-    this.publish(this.modelState === state ? view : view.withValues(notificationSwitches(this.modelState)), true);
+    this.publish(this.modelState === state ? view : view.withValues(notificationSwitches(this.modelState)));
 
     if (collection.fresh) {
       this.send(this.notifications.next(rows, {
@@ -190,17 +190,10 @@ export class VmmAgent {
       `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})`);
   }
 
-  /**
-   * Serves `view`. Only here is a view released: requests are answered
-   * synchronously from the current view, so nothing reads the replaced one
-   * any more — unless `view` was patched from it (MibView.withValues), when
-   * the two share their buffers.
-   */
-  private publish(view: MibView, rebuilt: boolean): void {
-    const replaced = this.currentView;
-    this.responder.setView(view);
+  /** Serves `view`; the responder releases the one it replaces (unless `view` was patched from it). */
+  private publish(view: MibView): void {
+    this.responder.publish(view);
     this.currentView = view;
-    if (rebuilt) replaced?.release();
   }
 
   private send(list: Notification[]): void {
