@@ -2,46 +2,242 @@
 // a domain that fails or answers late, or every domain while libvirt is
 // down, can still be served with its previous values.
 //
-// Kept as JS objects, these records were ~13 MB of heap at 10,000 VMs, and
-// each refresh's generation lived exactly until the next one replaced it: it
-// was promoted into the old space beside the generation it replaced, which
-// set the process's RSS peak (measured: 7 MB lower without them). So at
-// the start of the next collection the records are packed into two typed
-// arrays holding only their changing values (~240 bytes for 2 vCPUs and 2
-// disks: 32-bit fields in one, 64-bit counters in the other, so that no
-// value is converted through BigInt arithmetic); their configuration is the
-// parsed XML facts they were built from, which the collector caches anyway.
-// Reading one back (rare: a failing domain, or libvirt down) builds an equal
-// record.
+// Kept as objects, each refresh's records would live exactly until the next
+// refresh replaced them: promoted into the old space beside the generation
+// they replace, they raise the RSS peak (docs/memory.md, "Last good
+// records"). So at the start of the next collection the records are packed
+// into two typed arrays holding only their changing values, 32-bit ones in
+// one and 64-bit ones in the other (no value goes through BigInt
+// arithmetic); their configuration is the parsed XML facts they were built
+// from, which the collector caches anyway. Reading one back (rare: a failing
+// domain, or libvirt down) builds an equal record.
+//
+// Which values are packed, and how, is said once per kind of record: the
+// layouts DOMAIN, VCPU and DISK below drive packing, unpacking and the check
+// that a record can be packed. The type checker holds them to the record
+// types: a field added to DomainRecord, VcpuRecord or DiskRecord must be
+// added to its layout.
 //
 // A record that does not match its facts (except in its name, which is then
 // stored: a rename can fall between the domain list and the XML fetch) stays
 // a JS object. Packing never changes what get() returns.
 
-import { freeNow } from '../../agentx';
+import { freeNow } from '../../agentx/free-now';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
-import type { DomainXmlFacts } from './domain-xml';
+import type { DomainXmlFacts, XmlDisk } from './domain-xml';
 import { diskRecordFromXml, recordFromFacts } from './libvirt-domain';
+import type { DomainValues } from './libvirt-domain';
 
 const U64_END = 1n << 64n;
-const NO_LIST = -1;
 
-// Header flags; bits 0-1 and 2-3 are autostart and persistent (0 unknown, 1 false, 2 true).
-const MANAGED_SAVE = 1 << 4;
-const JOB_TYPE_NULL = 1 << 5;
-const JOB_OPERATION_NULL = 1 << 6;
-// vCPU flags.
-const VCPU_STATE_NULL = 1;
-const VCPU_TIME_NULL = 2;
+// How a field is held: 32-bit fields take a word, 64-bit ones a wide value.
+// A null, and a boolean, is a bit in the flags word that starts each record,
+// vCPU and disk; a null takes no other room.
+const INT32 = 0;
+const UINT32 = 1;
+const INT32_OR_NULL = 2;
+const U64 = 3;
+const U64_OR_NULL = 4;
+const BOOL = 5;
+const BOOL_OR_NULL = 6;
+/** An affinity list, as the id of a list shared by the records packed together. */
+const LIST_OR_NULL = 7;
 
-/** 32-bit words of a record: flags, id, state, reason, jobType, jobOperation, vCPU count; then per vCPU and per disk. */
-const HEADER_WORDS = 7;
-/** number (uint32 bits), flags, state, affinity list id. */
-const VCPU_WORDS = 4;
-/** The disk's bitmask of counters present. */
-const DISK_WORDS = 1;
-/** 64-bit values: memoryKiB, cpuTimeNs; then a time per vCPU (0 when null), then each disk's present counters. */
-const HEADER_WIDE = 2;
+/** The kinds that can hold a value of type V exactly. */
+type KindOf<V> =
+  [V] extends [number] ? typeof INT32 | typeof UINT32 :
+  [V] extends [number | null] ? typeof INT32_OR_NULL :
+  [V] extends [bigint] ? typeof U64 :
+  [V] extends [bigint | null] ? typeof U64_OR_NULL :
+  [V] extends [boolean] ? typeof BOOL :
+  [V] extends [boolean | null] ? typeof BOOL_OR_NULL :
+  [V] extends [readonly number[] | null] ? typeof LIST_OR_NULL :
+  never;
+
+/** Every field of T with its kind, in the order they are packed. */
+type Fields<T> = { readonly [K in keyof T]-?: KindOf<T[K]> };
+
+interface Layout {
+  readonly keys: readonly string[];
+  readonly kinds: readonly number[];
+  /** The flag bit of each field (nulls and booleans; BOOL_OR_NULL takes this bit and the next). */
+  readonly bits: readonly number[];
+}
+
+function layout<T>(fields: Fields<T>): Layout {
+  const keys = Object.keys(fields);
+  const kinds = keys.map((k) => (fields as Record<string, number>)[k]);
+  let bit = 0;
+  const bits = kinds.map((kind) => {
+    const at = bit;
+    if (kind === BOOL_OR_NULL) bit += 2;
+    else if (kind !== INT32 && kind !== UINT32 && kind !== U64) bit += 1;
+    return at;
+  });
+  if (bit > 32) throw new Error(`last-good: a layout needs ${bit} flag bits; a flags word has 32`);
+  return { keys, kinds, bits };
+}
+
+/** What a record holds beyond its XML facts, its UUID, its name (see `names`), its vCPUs and its disks. */
+const DOMAIN = layout<Omit<DomainValues, 'uuid' | 'name' | 'vcpus' | 'disks'>>({
+  id: INT32,
+  state: INT32,
+  reason: INT32,
+  autostart: BOOL_OR_NULL,
+  persistent: BOOL_OR_NULL,
+  managedSave: BOOL,
+  memoryKiB: U64,
+  cpuTimeNs: U64,
+  jobType: INT32_OR_NULL,
+  jobOperation: INT32_OR_NULL,
+});
+const VCPU = layout<VcpuRecord>({
+  number: UINT32,
+  state: INT32_OR_NULL,
+  cpuTimeNs: U64_OR_NULL,
+  affinity: LIST_OR_NULL,
+});
+/** A disk's counters; the rest of a DiskRecord is its XML. */
+const DISK = layout<Omit<DiskRecord, keyof XmlDisk>>({
+  capacity: U64_OR_NULL,
+  allocation: U64_OR_NULL,
+  physical: U64_OR_NULL,
+  rdReq: U64_OR_NULL,
+  wrReq: U64_OR_NULL,
+  rdBytes: U64_OR_NULL,
+  wrBytes: U64_OR_NULL,
+  rdTotalTimeNs: U64_OR_NULL,
+  wrTotalTimeNs: U64_OR_NULL,
+});
+
+type Fieldwise = Record<string, unknown>;
+
+/**
+ * Writes records into the arrays, or, without arrays, only counts the room
+ * they take: the same code sizes the arrays and fills them. Affinity lists
+ * get ids as they are met.
+ */
+class Packer {
+  w = 0;
+  x = 0;
+  readonly lists: (readonly number[])[] = [];
+  private readonly listIds = new Map<readonly number[], number>();
+
+  constructor(
+    private readonly words: Int32Array | null = null,
+    private readonly wide: BigUint64Array | null = null,
+  ) {}
+
+  /** Starts over on the arrays to fill, keeping the list ids given while counting. */
+  filling(words: Int32Array, wide: BigUint64Array): Packer {
+    const p = new Packer(words, wide);
+    for (const list of this.lists) p.listId(list);
+    return p;
+  }
+
+  word(value: number): void {
+    if (this.words !== null) this.words[this.w] = value;
+    this.w++;
+  }
+
+  /** Writes the fields of `o` as `l` says, after their flags word. */
+  fields(l: Layout, o: Fieldwise): void {
+    const flagsAt = this.w++;
+    let flags = 0;
+    const { keys, kinds, bits } = l;
+    for (let i = 0; i < keys.length; i++) {
+      const value = o[keys[i]];
+      const kind = kinds[i];
+      if (value === null) {
+        flags |= 1 << bits[i];
+      } else if (kind === U64 || kind === U64_OR_NULL) {
+        if (this.wide !== null) this.wide[this.x] = value as bigint;
+        this.x++;
+      } else if (kind === BOOL || kind === BOOL_OR_NULL) {
+        if (value === true) flags |= 1 << (kind === BOOL ? bits[i] : bits[i] + 1);
+      } else if (kind === LIST_OR_NULL) {
+        this.word(this.listId(value as readonly number[]));
+      } else {
+        this.word(value as number);
+      }
+    }
+    if (this.words !== null) this.words[flagsAt] = flags;
+  }
+
+  private listId(list: readonly number[]): number {
+    let id = this.listIds.get(list);
+    if (id === undefined) {
+      id = this.lists.length;
+      this.listIds.set(list, id);
+      this.lists.push(list);
+    }
+    return id;
+  }
+}
+
+/** Reads back what Packer.fields() wrote, from words[w] and wide[x] on. */
+class Unpacker {
+  constructor(
+    private readonly words: Int32Array,
+    private readonly wide: BigUint64Array,
+    private readonly lists: readonly (readonly number[])[],
+    public w: number,
+    public x: number,
+  ) {}
+
+  word(): number {
+    return this.words[this.w++];
+  }
+
+  /** Sets the fields of `out` as `l` says. */
+  fields(l: Layout, out: Fieldwise): void {
+    const flags = this.words[this.w++];
+    const { keys, kinds, bits } = l;
+    for (let i = 0; i < keys.length; i++) {
+      const kind = kinds[i];
+      const bit = 1 << bits[i];
+      let value: unknown;
+      if (kind === BOOL) value = (flags & bit) !== 0;
+      else if (kind === BOOL_OR_NULL) value = flags & bit ? null : (flags & (bit << 1)) !== 0;
+      else if (kind !== INT32 && kind !== UINT32 && kind !== U64 && flags & bit) value = null;
+      else if (kind === U64 || kind === U64_OR_NULL) value = this.wide[this.x++];
+      else if (kind === LIST_OR_NULL) value = this.lists[this.word()];
+      else if (kind === UINT32) value = this.word() >>> 0;
+      else value = this.word();
+      out[keys[i]] = value;
+    }
+  }
+}
+
+/** Whether every field of `o` that `l` names holds a value its kind keeps exactly. */
+function fits(l: Layout, o: Fieldwise): boolean {
+  const { keys, kinds } = l;
+  for (let i = 0; i < keys.length; i++) {
+    const value = o[keys[i]];
+    const kind = kinds[i];
+    if (value === null && kind !== INT32 && kind !== UINT32 && kind !== U64 && kind !== BOOL) continue;
+    switch (kind) {
+      case INT32:
+      case INT32_OR_NULL:
+        if (!isInt32(value)) return false;
+        break;
+      case UINT32:
+        if (!isUint32(value)) return false;
+        break;
+      case U64:
+      case U64_OR_NULL:
+        if (!isU64(value)) return false;
+        break;
+      case BOOL:
+      case BOOL_OR_NULL:
+        if (typeof value !== 'boolean') return false;
+        break;
+      default:
+        if (!Array.isArray(value)) return false;
+    }
+  }
+  return true;
+}
 
 export class LastGoodRecords {
   /** Records set since the last pack(), and those that cannot be packed. */
@@ -100,8 +296,8 @@ export class LastGoodRecords {
   /**
    * Packs every record that matches its facts into new arrays, and frees
    * the old ones at once. Two passes over the records (size, then write)
-   * rather than a list of them: at 10,000 VMs every temporary here is
-   * megabytes.
+   * rather than a list of them: with thousands of domains every temporary
+   * here is megabytes.
    */
   pack(): void {
     if (this.loose.size === 0) return;
@@ -110,79 +306,40 @@ export class LastGoodRecords {
     for (const [uuid, n] of this.index) this.loose.set(uuid, this.decode(uuid, n));
     this.index.clear();
 
-    const listIds = new Map<readonly number[], number>();
-    const lists: (readonly number[])[] = [];
-    let wordCount = 0;
-    let wideCount = 0;
+    // The facts each record packs against (undefined: it stays loose), found
+    // once: the second pass meets the records in the same order.
+    const against = new Array<DomainXmlFacts | undefined>(this.loose.size);
+    const counting = new Packer();
     let count = 0;
+    let i = 0;
     for (const [uuid, r] of this.loose) {
-      if (this.packableFacts(uuid, r) === undefined) continue;
-      wordCount += HEADER_WORDS + r.vcpus.length * VCPU_WORDS + r.disks.length * DISK_WORDS;
-      wideCount += HEADER_WIDE + r.vcpus.length;
-      for (const d of r.disks) wideCount += presentCounters(d);
+      const f = this.packableFacts(uuid, r);
+      against[i++] = f;
+      if (f === undefined) continue;
+      packRecord(counting, r);
       count++;
-      for (const v of r.vcpus) {
-        if (v.affinity !== null && !listIds.has(v.affinity)) {
-          listIds.set(v.affinity, lists.length);
-          lists.push(v.affinity);
-        }
-      }
     }
 
     const old = [this.words.buffer, this.wide.buffer, this.wordAt.buffer, this.wideAt.buffer];
-    const words = new Int32Array(wordCount);
-    const wide = new BigUint64Array(wideCount);
+    const words = new Int32Array(counting.w);
+    const wide = new BigUint64Array(counting.x);
+    const p = counting.filling(words, wide);
     const wordAt = new Uint32Array(count);
     const wideAt = new Uint32Array(count);
     const facts = new Array<DomainXmlFacts>(count);
     const names = new Map<string, string>();
-    let w = 0;
-    let x = 0;
     let n = 0;
+    i = 0;
     for (const [uuid, r] of this.loose) {
-      const f = this.packableFacts(uuid, r);
+      const f = against[i++];
       if (f === undefined) continue;
       this.index.set(uuid, n);
-      wordAt[n] = w;
-      wideAt[n] = x;
+      wordAt[n] = p.w;
+      wideAt[n] = p.x;
       facts[n] = f;
       n++;
       if (r.name !== f.name) names.set(uuid, r.name);
-      words[w++] = triStateBits(r.autostart) | (triStateBits(r.persistent) << 2) | (r.managedSave ? MANAGED_SAVE : 0) |
-        (r.jobType === null ? JOB_TYPE_NULL : 0) | (r.jobOperation === null ? JOB_OPERATION_NULL : 0);
-      words[w++] = r.id;
-      words[w++] = r.state;
-      words[w++] = r.reason;
-      words[w++] = r.jobType ?? 0;
-      words[w++] = r.jobOperation ?? 0;
-      words[w++] = r.vcpus.length;
-      wide[x++] = r.memoryKiB;
-      wide[x++] = r.cpuTimeNs;
-      for (const v of r.vcpus) {
-        words[w++] = v.number;
-        words[w++] = (v.state === null ? VCPU_STATE_NULL : 0) | (v.cpuTimeNs === null ? VCPU_TIME_NULL : 0);
-        words[w++] = v.state ?? 0;
-        words[w++] = v.affinity === null ? NO_LIST : (listIds.get(v.affinity) as number);
-        wide[x++] = v.cpuTimeNs ?? 0n;
-      }
-      for (const d of r.disks) {
-        let present = 0;
-        const put = (value: bigint | null, bit: number): void => {
-          if (value === null) return;
-          present |= bit;
-          wide[x++] = value;
-        };
-        put(d.capacity, 1);
-        put(d.allocation, 2);
-        put(d.physical, 4);
-        put(d.rdReq, 8);
-        put(d.wrReq, 16);
-        put(d.rdBytes, 32);
-        put(d.wrBytes, 64);
-        put(d.rdTotalTimeNs, 128);
-        put(d.wrTotalTimeNs, 256);
-        words[w++] = present;
-      }
+      packRecord(p, r);
       this.loose.delete(uuid);
     }
     this.words = words;
@@ -190,72 +347,31 @@ export class LastGoodRecords {
     this.wordAt = wordAt;
     this.wideAt = wideAt;
     this.facts = facts;
-    this.lists = lists;
+    this.lists = p.lists;
     this.names = names;
     freeNow(old);
   }
 
   private decode(uuid: string, n: number): DomainRecord {
-    const { words, wide } = this;
     const facts = this.facts[n];
-    let w = this.wordAt[n];
-    let x = this.wideAt[n];
-    const flags = words[w];
-    const id = words[w + 1];
-    const state = words[w + 2];
-    const reason = words[w + 3];
-    const jobType = words[w + 4];
-    const jobOperation = words[w + 5];
-    const vcpuCount = words[w + 6];
-    w += HEADER_WORDS;
-    const memoryKiB = wide[x];
-    const cpuTimeNs = wide[x + 1];
-    x += HEADER_WIDE;
-    const vcpus = new Array<VcpuRecord>(vcpuCount);
-    for (let i = 0; i < vcpuCount; i++) {
-      const vflags = words[w + 1];
-      const list = words[w + 3];
-      vcpus[i] = {
-        number: words[w] >>> 0,
-        state: vflags & VCPU_STATE_NULL ? null : words[w + 2],
-        cpuTimeNs: vflags & VCPU_TIME_NULL ? null : wide[x],
-        affinity: list === NO_LIST ? null : this.lists[list],
-      };
-      w += VCPU_WORDS;
-      x++;
+    const u = new Unpacker(this.words, this.wide, this.lists, this.wordAt[n], this.wideAt[n]);
+    const values = { uuid, name: this.names.get(uuid) ?? facts.name } as DomainValues;
+    u.fields(DOMAIN, values as unknown as Fieldwise);
+    const vcpus = new Array<VcpuRecord>(u.word());
+    for (let i = 0; i < vcpus.length; i++) {
+      const vcpu: VcpuRecord = { number: 0, state: null, cpuTimeNs: null, affinity: null };
+      u.fields(VCPU, vcpu as unknown as Fieldwise);
+      vcpus[i] = vcpu;
     }
     const disks = new Array<DiskRecord>(facts.disks.length);
     for (let i = 0; i < disks.length; i++) {
-      const present = words[w++];
-      const counter = (bit: number): bigint | null => (present & bit ? wide[x++] : null);
       const disk = diskRecordFromXml(facts.disks[i]);
-      disk.capacity = counter(1);
-      disk.allocation = counter(2);
-      disk.physical = counter(4);
-      disk.rdReq = counter(8);
-      disk.wrReq = counter(16);
-      disk.rdBytes = counter(32);
-      disk.wrBytes = counter(64);
-      disk.rdTotalTimeNs = counter(128);
-      disk.wrTotalTimeNs = counter(256);
+      u.fields(DISK, disk as unknown as Fieldwise);
       disks[i] = disk;
     }
-    return recordFromFacts(facts, {
-      uuid,
-      name: this.names.get(uuid) ?? facts.name,
-      id,
-      state,
-      reason,
-      autostart: triState(flags & 3),
-      persistent: triState((flags >> 2) & 3),
-      managedSave: (flags & MANAGED_SAVE) !== 0,
-      memoryKiB,
-      cpuTimeNs,
-      vcpus,
-      disks,
-      jobType: flags & JOB_TYPE_NULL ? null : jobType,
-      jobOperation: flags & JOB_OPERATION_NULL ? null : jobOperation,
-    });
+    values.vcpus = vcpus;
+    values.disks = disks;
+    return recordFromFacts(facts, values);
   }
 
   /** The facts `record` can be packed against, or undefined when it must stay as it is. */
@@ -265,38 +381,31 @@ export class LastGoodRecords {
   }
 }
 
-/** Whether `record` is `facts` plus values the packed form holds exactly. */
+/** The record's values: the domain's, the vCPU count, each vCPU's, each disk's (the disk count is the facts'). */
+function packRecord(p: Packer, r: DomainRecord): void {
+  p.fields(DOMAIN, r as unknown as Fieldwise);
+  p.word(r.vcpus.length);
+  for (const v of r.vcpus) p.fields(VCPU, v as unknown as Fieldwise);
+  for (const d of r.disks) p.fields(DISK, d as unknown as Fieldwise);
+}
+
+/** Whether `record` is `facts` plus values the layouts hold exactly. */
 function packable(uuid: string, r: DomainRecord, facts: DomainXmlFacts): boolean {
   if (r.uuid !== uuid || r.osType !== facts.osType || r.curVcpus !== facts.curVcpus || r.maxVcpus !== facts.maxVcpus) return false;
   if (r.maxMemoryKiB !== facts.memoryKiB || r.hotplugMemoryKiB !== facts.hotplugMemoryKiB || r.nics !== facts.nics) return false;
-  if (!isInt32(r.id) || !isInt32(r.state) || !isInt32(r.reason)) return false;
-  if ((r.jobType !== null && !isInt32(r.jobType)) || (r.jobOperation !== null && !isInt32(r.jobOperation))) return false;
-  if (!isU64(r.memoryKiB) || !isU64(r.cpuTimeNs)) return false;
-  for (const v of r.vcpus) {
-    if (!Number.isInteger(v.number) || v.number < 0 || v.number > 0xffffffff) return false;
-    if ((v.state !== null && !isInt32(v.state)) || (v.cpuTimeNs !== null && !isU64(v.cpuTimeNs))) return false;
-  }
+  if (!fits(DOMAIN, r as unknown as Fieldwise)) return false;
+  for (const v of r.vcpus) if (!fits(VCPU, v as unknown as Fieldwise)) return false;
   if (r.disks.length !== facts.disks.length) return false;
   for (let i = 0; i < r.disks.length; i++) {
     const d = r.disks[i];
     const x = facts.disks[i];
     if (d.target !== x.target || d.sourceKind !== x.sourceKind || d.device !== x.device || d.format !== x.format ||
       d.source !== x.source || d.readonly !== x.readonly || d.bus !== x.bus) return false;
-    if (!isU64OrNull(d.capacity) || !isU64OrNull(d.allocation) || !isU64OrNull(d.physical) || !isU64OrNull(d.rdReq) ||
-      !isU64OrNull(d.wrReq) || !isU64OrNull(d.rdBytes) || !isU64OrNull(d.wrBytes) || !isU64OrNull(d.rdTotalTimeNs) ||
-      !isU64OrNull(d.wrTotalTimeNs)) return false;
+    if (!fits(DISK, d as unknown as Fieldwise)) return false;
   }
   return true;
 }
 
-function presentCounters(d: DiskRecord): number {
-  return (d.capacity !== null ? 1 : 0) + (d.allocation !== null ? 1 : 0) + (d.physical !== null ? 1 : 0) +
-    (d.rdReq !== null ? 1 : 0) + (d.wrReq !== null ? 1 : 0) + (d.rdBytes !== null ? 1 : 0) + (d.wrBytes !== null ? 1 : 0) +
-    (d.rdTotalTimeNs !== null ? 1 : 0) + (d.wrTotalTimeNs !== null ? 1 : 0);
-}
-
-const isInt32 = (n: number): boolean => Number.isInteger(n) && n >= -0x80000000 && n <= 0x7fffffff;
-const isU64 = (n: bigint): boolean => n >= 0n && n < U64_END;
-const isU64OrNull = (n: bigint | null): boolean => n === null || (n >= 0n && n < U64_END);
-const triStateBits = (v: boolean | null): number => (v === null ? 0 : v ? 2 : 1);
-const triState = (bits: number): boolean | null => (bits === 0 ? null : bits === 2);
+const isInt32 = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= -0x80000000 && n <= 0x7fffffff;
+const isUint32 = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+const isU64 = (n: unknown): boolean => typeof n === 'bigint' && n >= 0n && n < U64_END;

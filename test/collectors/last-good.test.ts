@@ -111,8 +111,8 @@ describe('LastGoodRecords', () => {
     const store = storeOf(domains);
     store.pack();
     const perRecord = store.packed.bytes / store.packed.records;
-    // These domains have 0-4 vCPUs and 0-3 disks. 32-bit words: 7 + 4 a vCPU + 1 a disk; 64-bit
-    // values: 2 + 1 a vCPU + up to 9 a disk. For 2 vCPUs and 2 full disks: 68 + 176 = 244 bytes.
+    // These domains have 0-4 vCPUs and 0-3 disks. 32-bit words: up to 7 + 4 a vCPU + 1 a disk; 64-bit
+    // values: 2 + up to 1 a vCPU + up to 9 a disk. For 2 vCPUs and 2 full disks: 68 + 176 = 244 bytes.
     expect(perRecord).toBeLessThan(260);
     expect(perRecord).toBeGreaterThan(60);
   });
@@ -142,13 +142,18 @@ describe('LastGoodRecords', () => {
     negative.record = { ...negative.record, cpuTimeNs: -1n };
     const wideState = randomDomain(4);
     wideState.record = { ...wideState.record, state: 2 ** 31 };
+    // Values of the wrong type would not read back as they are: a tri-state that is not a boolean, a list that is not one.
+    const notBoolean = randomDomain(5);
+    notBoolean.record = { ...notBoolean.record, autostart: 1 as unknown as boolean };
+    const notList = randomDomain(6);
+    notList.record = { ...notList.record, vcpus: [{ number: 0, state: null, cpuTimeNs: null, affinity: 3 as unknown as number[] }] };
     const unknownFacts = randomDomain(3);
-    const store = storeOf([changedDisk, negative, wideState]);
+    const store = storeOf([changedDisk, negative, wideState, notBoolean, notList]);
     store.set(unknownFacts.record.uuid, unknownFacts.record);
     store.pack();
     expect(store.packed.records).toBe(0);
-    for (const d of [changedDisk, negative, wideState, unknownFacts]) expect(store.get(d.record.uuid)).toBe(d.record);
-    expect(store.size).toBe(4);
+    for (const d of [changedDisk, negative, wideState, notBoolean, notList, unknownFacts]) expect(store.get(d.record.uuid)).toBe(d.record);
+    expect(store.size).toBe(6);
   });
 
   test('delete forgets packed and unpacked records; uuids and values list each kept record once', () => {
