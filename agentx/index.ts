@@ -1,15 +1,17 @@
-// Public surface of the AgentX library. It knows nothing of VMs.
-export * from './pdu';
+// Public surface of the AgentX library (it knows nothing of VMs): a session
+// to the master, a responder answering from sorted views, and the types they
+// share. The codec, framer, packed storage, table builder internals and
+// freeNow are implementation details, reached by module path from agentx/
+// and its tests only.
+export { ValueType, ResponseError, CloseReason } from './pdu';
+export type { Oid, Value, VarBind, SearchRange } from './pdu';
 export { compareOids, oidEquals, isPrefixOf, parseOid, formatOid } from './oid';
-export { encodePdu, decodePdu, decodeHeader, describePdu, pduTypeName, PduDecodeError, PduEncodeError } from './codec';
-export type { RawHeader } from './codec';
-export { PduFramer, FramingError } from './framer';
 export type { RequestHandler, RequestContext, SetResult, WritableObject } from './handler';
 export { truthValueScalar, TRUTH_TRUE, TRUTH_FALSE } from './truth-value';
 export type { TruthValueAccess } from './truth-value';
 export { MibView, MibViewBuilder } from './view';
-export { MibTableBuilder } from './table-builder';
-export { freeNow } from './free-now';
+/** What MibViewBuilder.table() returns; built only by the view builder. */
+export type { MibTableBuilder } from './table-builder';
 export { Responder } from './responder';
 export type { ResponderOptions } from './responder';
 export {
