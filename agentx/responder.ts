@@ -81,11 +81,6 @@ export class Responder implements RequestHandler {
     releaseView(replaced);
   }
 
-  /** @deprecated The old name of publish(), kept until src/agent.ts calls publish(). */
-  setView(view: MibView, context?: Buffer): void {
-    this.publish(view, context);
-  }
-
   /** Registers the handler of a writable scalar or column; instances under objectOid go to it. */
   addWritable(objectOid: Oid, handler: WritableObject): void {
     for (const existing of this.writables) {

@@ -69,15 +69,6 @@ export class MibView implements Iterable<VarBind> {
     return new MibView(this.oids, this.values, this.declared, this.slots, replaced);
   }
 
-  /**
-   * @deprecated Publish views with Responder.publish(), which releases the
-   * view it replaces once nothing it serves shares its values. Kept only
-   * until the agent publishes that way.
-   */
-  release(): void {
-    releaseView(this);
-  }
-
   /** True once the responder that replaced this view released it: reading it then throws. */
   get released(): boolean {
     return this.values.released;

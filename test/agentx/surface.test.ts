@@ -69,6 +69,9 @@ describe('agentx public surface', () => {
       ["import { MibTableBuilder } from './agentx'; new MibTableBuilder(null!, [], []);", "cannot be used as a value"],
       ["import { PackedValues } from './agentx/packed-values'; new PackedValues().count++;", "'count' is private"],
       ["import { MibViewBuilder } from './agentx'; new MibViewBuilder().build().values.count = 0;", "'count' is private"],
+      // Views are released by the responder that publishes them, and by nothing else.
+      ["import { MibViewBuilder } from './agentx'; new MibViewBuilder().build().release();", "Property 'release' does not exist"],
+      ["import { Responder, MibViewBuilder } from './agentx'; new Responder().setView(new MibViewBuilder().build());", "Property 'setView' does not exist"],
     ];
     const snippets = lines.map(([code], i) => ({ name: path.join(ROOT, `__surface_${i}__.ts`), code }));
     const options: ts.CompilerOptions = {
