@@ -1,7 +1,7 @@
 // Bounds-checked cursor over one AgentX PDU (RFC 2741 §5, §6.1).
 // Every read first checks the bytes that remain, so a short or lying PDU
 // becomes a PduDecodeError naming the field, never a RangeError from Buffer.
-import { type Oid, type SearchRange, type VarBind, ValueType } from './pdu';
+import { type SearchRange, type VarBind, ValueType } from './pdu';
 
 /** The 20-byte header of §6.1, as it was on the wire. */
 export interface RawHeader {

@@ -2,7 +2,7 @@ import { readFileSync } from 'fs';
 import * as path from 'path';
 import { runCommand } from './harness/process';
 import koffi from 'koffi';
-import { canReleaseNativeMemory, releaseFreedNativeMemory, tuneNativeMemory } from '../src/native-memory';
+import { canReleaseNativeMemory, releaseFreedNativeMemory } from '../src/native-memory';
 
 /** Compiled by `npm test` before jest runs. */
 const NATIVE_MEMORY_JS = path.join(__dirname, '../dist/src/native-memory.js');
@@ -45,7 +45,7 @@ describe('releaseFreedNativeMemory', () => {
     // In a fresh process, whose malloc heap has no spare room at the top to
     // serve a large block from: there the threshold decides.
     const probe = (tune: boolean): string => `
-      const koffi = require('koffi');
+      const koffi = require(${JSON.stringify(require.resolve('koffi'))});
       const libc = koffi.load('libc.so.6');
       const malloc = libc.func('void *malloc(size_t size)');
       const free = libc.func('void free(void *ptr)');
@@ -59,7 +59,7 @@ describe('releaseFreedNativeMemory', () => {
       console.log(Number(mallinfo2().hblkhd) - before);
       free(block);`;
     const mmappedGrowth = async (tune: boolean): Promise<number> => {
-      const r = await runCommand(process.execPath, ['-e', probe(tune)], { cwd: path.join(__dirname, '..'), timeoutMs: 20_000 });
+      const r = await runCommand(process.execPath, ['-e', probe(tune)], { env: process.env, timeoutMs: 20_000 });
       expect(r.stderr).toBe('');
       return Number(r.stdout.trim());
     };

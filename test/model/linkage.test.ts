@@ -64,7 +64,7 @@ const LISTED_ON_VARIETY: Array<[string, number]> = [
   ['/var/lib/libvirt/images', 59],
 ];
 
-const listed = (filesystems: HostFilesystem[]): Array<[string, number]> =>
+const listed = (filesystems: readonly HostFilesystem[]): Array<[string, number]> =>
   filesystems.filter((f) => f.hrStorageIndex !== 0).map((f) => [f.mountPoint, f.hrStorageIndex]);
 
 describe('storageIndexes', () => {

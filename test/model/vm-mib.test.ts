@@ -1,11 +1,10 @@
 import { buildVmMibView, buildVmMibViewInSlices, indexKeys, ModelState, vmRows } from '../../src/model/vm-mib';
 import type { HostLinkage } from '../../src/model/linkage';
-import type { DiskRecord, DomainRecord, Snapshot } from '../../src/snapshot';
+import type { DomainRecord, Snapshot } from '../../src/snapshot';
 import { VmIndexStore } from '../../src/state/index-store';
 import { diskRecord, domainRecord } from '../harness/records';
 import { MibView, parseOid, Value, ValueType } from '../../agentx';
 
-const disk = diskRecord;
 const domain = domainRecord;
 
 function snapshot(domains: DomainRecord[]): Snapshot {
