@@ -5,7 +5,7 @@
 #   the list .ci/run uses): installed when missing if we are root, else the
 #   exact apt-get line is printed and we stop before running anything.
 # - npm ci when node_modules has no jest; then the build (the integration
-#   tests run dist/src/cli.js).
+#   tests run dist/src/cli.js), the type check of the tests and the linter.
 # - jest through scripts/run-tests.js, which stops every daemon the tests
 #   started, also after a crash, a failure or Ctrl-C / SIGTERM, and ends with
 #   "tests: N passed, N failed, N skipped".
@@ -55,5 +55,9 @@ ensure_packages test || exit 1
 
 [ -x node_modules/.bin/jest ] || step npm ci --no-audit --no-fund || gave_up
 step npm run --silent build || gave_up
+# ts-jest compiles each test file alone and checks no types, and tsc's build
+# leaves the tests out: both gates run here, before any test.
+step npx tsc -p tsconfig.test.json || { echo "npm test: type errors (above) in the tests or the code they use"; gave_up; }
+step npx eslint . || { echo "npm test: lint errors (above); eslint.config.mjs says what each rule guards against"; gave_up; }
 
 exec node scripts/run-tests.js "$@"

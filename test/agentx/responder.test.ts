@@ -2,7 +2,7 @@ import { Responder } from '../../agentx/responder';
 import { MibView, MibViewBuilder, releaseView } from '../../agentx/view';
 import { answerRequest } from '../../agentx/dispatch';
 import { PduType, ResponseError, ValueType } from '../../agentx/pdu';
-import type { Oid, SearchRange, Value, VarBind } from '../../agentx/pdu';
+import type { Oid, Pdu, SearchRange, Value, VarBind } from '../../agentx/pdu';
 import type { RequestContext, WritableObject } from '../../agentx/handler';
 import { formatOid, parseOid } from '../../agentx/oid';
 import type { LogLevel } from '../../agentx/log';
@@ -286,11 +286,11 @@ describe('publishing views: only the responder releases them', () => {
     const view = fixtureView();
     responder.publish(view);
     releaseView(view);
-    const getNext = { type: PduType.GetNext, flags: 0, sessionId: 1, transactionId: 1, packetId: 9, ranges: [range('1')] } as const;
+    const getNext: Pdu = { type: PduType.GetNext, flags: 0, sessionId: 1, transactionId: 1, packetId: 9, ranges: [range('1')] };
     for (let i = 0; i < 3; i++) {
       expect(answerRequest(getNext, responder)).toMatchObject({ type: PduType.Response, packetId: 9, error: ResponseError.GenErr, index: 1, varbinds: [] });
     }
-    const bulk = { type: PduType.GetBulk, flags: 0, sessionId: 1, transactionId: 2, packetId: 10, nonRepeaters: 0, maxRepetitions: 5, ranges: [range('1')] } as const;
+    const bulk: Pdu = { type: PduType.GetBulk, flags: 0, sessionId: 1, transactionId: 2, packetId: 10, nonRepeaters: 0, maxRepetitions: 5, ranges: [range('1')] };
     expect(answerRequest(bulk, responder)).toMatchObject({ error: ResponseError.GenErr, index: 1 });
     expect(logs).toEqual([['error', expect.stringContaining('released while still served')]]);
     responder.publish(fixtureView('again'));

@@ -338,7 +338,7 @@ describe('MibViewBuilder', () => {
       { type: ValueType.IpAddress, value: Buffer.from([10, 0, 0, 1]) },
       { type: ValueType.Opaque, value: Buffer.from('opaque') },
       { type: ValueType.ObjectIdentifier, value: [1, 3, 6, 1] },
-      { type: ValueType.Null, value: null },
+      { type: ValueType.Null },
       // Values the encoder will refuse stay exactly as given.
       int(2147483648),
       int(1.5),
