@@ -2,7 +2,7 @@ import { buildVmMibView, buildVmMibViewInSlices, indexKeys, ModelState, vmRows }
 import type { HostLinkage } from '../../src/model/linkage';
 import type { DomainRecord, Snapshot } from '../../src/snapshot';
 import { VmIndexStore } from '../../src/state/index-store';
-import { diskRecord, domainRecord } from '../harness/records';
+import { domainRecord } from '../harness/records';
 import { MibView, parseOid, Value, ValueType } from '../../agentx';
 
 const domain = domainRecord;
