@@ -3,11 +3,11 @@
 // Each check prints its figure and its bound; the exit code is non-zero when
 // one is out of bounds. Run as `node --expose-gc dist/bench/check.js`.
 import * as v8 from 'v8';
-import { MibView, MibViewBuilder } from '../agentx/view';
-import { ValueType } from '../agentx/pdu';
+import type { MibView } from '../agentx/view';
 import type { Oid } from '../agentx/pdu';
 import { parseDomainXml } from '../src/collectors/domain-xml';
 import { DeviceKeys, VmIndexStore } from '../src/state/index-store';
+import { vmLikeView } from '../test/harness/views';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -15,21 +15,6 @@ interface Check {
   name: string;
   /** Returns the figure and whether it is within its bound, described. */
   run(): Promise<{ figure: string; bound: string; ok: boolean }>;
-}
-
-/** 13-sub-id instances in ascending order, as the VM-MIB view builder produces them. */
-function vmLikeView(count: number): MibView {
-  const builder = new MibViewBuilder();
-  const columns = 30;
-  const rows = Math.ceil(count / columns);
-  let added = 0;
-  for (let column = 1; column <= columns; column++) {
-    builder.declareObject([1, 3, 6, 1, 2, 1, 236, 1, 3, 1, column]);
-    for (let row = 1; row <= rows && added < count; row++, added++) {
-      builder.add([1, 3, 6, 1, 2, 1, 236, 1, 3, 1, column, row, 7], { type: ValueType.Integer, value: row });
-    }
-  }
-  return builder.build();
 }
 
 /** Collects until heap + array buffers stop moving (backing stores go a GC after their owners). */

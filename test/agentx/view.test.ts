@@ -3,6 +3,7 @@ import { ValueType } from '../../agentx/pdu';
 import type { Oid, Value, VarBind } from '../../agentx/pdu';
 import { compareOids, formatOid, parseOid } from '../../agentx/oid';
 import { mulberry32 } from '../harness/mulberry32';
+import { vmLikeView } from '../harness/views';
 
 const int = (value: number): Value => ({ type: ValueType.Integer, value });
 const o = parseOid;
@@ -22,21 +23,6 @@ function smallView(): MibView {
     .add(o('1.3.6.1.4.1.9.2.1.3.1'), int(31))
     .add(o('1.3.6.1.4.1.9.2.1.3.7'), int(37))
     .build();
-}
-
-/** 13-sub-id instances in ascending order, as the VM-MIB view builder produces them. */
-function vmLikeView(count: number): MibView {
-  const builder = new MibViewBuilder();
-  const columns = 30;
-  const rows = Math.ceil(count / columns);
-  let added = 0;
-  for (let column = 1; column <= columns; column++) {
-    builder.declareObject([1, 3, 6, 1, 2, 1, 236, 1, 3, 1, column]);
-    for (let row = 1; row <= rows && added < count; row++, added++) {
-      builder.add([1, 3, 6, 1, 2, 1, 236, 1, 3, 1, column, row, 7], int(row));
-    }
-  }
-  return builder.build();
 }
 
 const describeVarBind = (vb: VarBind | undefined): string | undefined => (vb === undefined ? undefined : formatOid(vb.oid));
