@@ -32,13 +32,8 @@ import {
 } from '../harness/snmp-tools';
 import { chownForSnmpd, SNMPD_BINARY, snmpdUserPrefix, SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { describeUnless, firstReason, missingTools, needsRoot } from '../harness/prereq';
+import { FILESYSTEM_STORAGE_TYPES, HR_PROCESSOR_FRW_ID, HR_STORAGE_DESCR, HR_STORAGE_TYPE, IF_DESCR } from '../harness/host-oids';
 
-const HR_PROCESSOR_FRW_ID = '1.3.6.1.2.1.25.3.3.1.1';
-const HR_STORAGE_TYPE = '1.3.6.1.2.1.25.2.3.1.2';
-const HR_STORAGE_DESCR = '1.3.6.1.2.1.25.2.3.1.3';
-const IF_DESCR = '1.3.6.1.2.1.2.2.1.2';
-// hrStorageFixedDisk, hrStorageRemovableDisk, hrStorageNetworkDisk: the types hrh_storage.c gives filesystems.
-const FILESYSTEM_STORAGE_TYPES = new Set(['.1.3.6.1.2.1.25.2.1.4', '.1.3.6.1.2.1.25.2.1.5', '.1.3.6.1.2.1.25.2.1.10']);
 const SYS_UPTIME = '1.3.6.1.2.1.1.3.0';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'host');

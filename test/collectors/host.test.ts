@@ -10,6 +10,7 @@ import { CollectorLogLevel, HostPaths, hostPaths, reportTo } from '../../src/col
 import { parseCpuinfoProcessors, parseStatCpus, parseUptime, readProcfs } from '../../src/collectors/procfs';
 import { SysfsInterfaceRecord, parseIfIndex, readInterfaces, resolveParents } from '../../src/collectors/sysfs-net';
 import type { HostInterface } from '../../src/snapshot';
+import { recordingLog as harnessRecordingLog } from '../harness/log';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'host');
 const fixture = (...parts: string[]): string => path.join(FIXTURES, ...parts);
@@ -47,14 +48,10 @@ function materializeSysfs(descriptionFile: string, root: string): void {
   for (const [file, text] of Object.entries(description.classFiles ?? {})) fs.writeFileSync(path.join(classDir, file), text);
 }
 
-interface LogLine {
-  level: CollectorLogLevel;
-  message: string;
-}
-
-function recordingLog(): { lines: LogLine[]; log: (level: CollectorLogLevel, message: string) => void } {
-  const lines: LogLine[] = [];
-  return { lines, log: (level, message) => lines.push({ level, message }) };
+/** The collectors' log, kept as { level, message } entries. */
+function recordingLog(): { lines: { level: CollectorLogLevel; message: string }[]; log: (level: CollectorLogLevel, message: string) => void } {
+  const { entries, log } = harnessRecordingLog<CollectorLogLevel>();
+  return { lines: entries, log };
 }
 
 const iface = (name: string, ifIndex: number, parentIfIndex = 0): [string, HostInterface] => [

@@ -12,6 +12,7 @@ import { LibvirtCollector } from '../../src/collectors/libvirt';
 import { ErrorCode, LibvirtError } from '../../src/libvirt/errors';
 import { sleep, spawnManaged, stopProcess, toolEnv, type ManagedProcess } from '../harness/process';
 import { describeUnless, findTool, missingTools } from '../harness/prereq';
+import { pollUntil } from '../harness/poll';
 
 const LIBVIRTD = findTool('libvirtd');
 // virsh is the other client that changes the domains under the collector.
@@ -19,13 +20,9 @@ const describeWithDaemon = describeUnless(missingTools('libvirtd', 'virsh'));
 
 const NOBODY = 65534;
 
+/** ms until `condition` holds, polled every 10 ms. */
 async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<number> {
-  const t0 = Date.now();
-  while (!condition()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-  return Date.now() - t0;
+  return (await pollUntil(what, condition, (ok) => ok, timeoutMs, 10)).ms;
 }
 
 describeWithDaemon('LibvirtCollector over RPC (session libvirtd serving test:///default)', () => {

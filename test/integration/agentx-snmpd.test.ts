@@ -9,6 +9,7 @@ const snmp = require('net-snmp');
 import { startSnmpd, SnmpdInstance } from '../harness/snmpd';
 import { startSnmptrapd, TrapReceiver } from '../harness/snmptrapd';
 import { runSnmpTool, snmpbulkwalk, snmpget, snmpwalk } from '../harness/snmp-tools';
+import { pollUntil } from '../harness/poll';
 import { isPidAlive, ManagedProcess, spawnManaged, stopProcess } from '../harness/process';
 import { DEMO_CAPS, DEMO_WRITABLE, startTableAgent, TableAgent } from '../../bench/table-agent';
 import { ValueType } from '../../agentx';
@@ -207,11 +208,7 @@ describe('the subagent process survives snmpd restarts', () => {
   });
 });
 
+/** Resolves once `probe` is true, rejects after `timeoutMs`. */
 async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await probe()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
+  await pollUntil('the condition', probe, (ok) => ok, timeoutMs, 50);
 }

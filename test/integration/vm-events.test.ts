@@ -10,6 +10,7 @@ import { AgentProcess, requireBuiltCli, startAgent } from '../harness/agent';
 import { libvirtdMissing, SessionLibvirtd, startSessionLibvirtd } from '../harness/libvirtd';
 import { sleep } from '../harness/process';
 import { describeUnless, firstReason, missingTools } from '../harness/prereq';
+import { pollUntil } from '../harness/poll';
 import { parseVarbindLines, runSnmpTool, snmpget, SnmpVarbindLine, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { startSnmptrapd, TrapReceiver } from '../harness/snmptrapd';
@@ -64,16 +65,6 @@ function bitmapIndexes(bytes: Buffer): number[] {
     for (let bit = 0; bit < 8; bit++) if (byte & (0x80 >> bit)) out.push(8 * k + bit + 1);
   });
   return out;
-}
-
-async function pollUntil<T>(what: string, probe: () => Promise<T>, accept: (v: T) => boolean, timeoutMs: number): Promise<{ value: T; ms: number }> {
-  const t0 = Date.now();
-  for (;;) {
-    const last = await probe();
-    if (accept(last)) return { value: last, ms: Date.now() - t0 };
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await sleep(25);
-  }
 }
 
 /** The snmpd + snmptrapd + agent + libvirtd assembly one describe block drives. */

@@ -13,6 +13,7 @@ import { randomBytes } from 'crypto';
 import { AgentProcess, DEMO_URI, startAgent } from '../harness/agent';
 import { runCommand } from '../harness/process';
 import { describeUnless, firstReason, missingTools, needsRoot } from '../harness/prereq';
+import { HR_PROCESSOR_FRW_ID, IF_DESCR } from '../harness/host-oids';
 import { snmpbulkwalk, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { ipLinkParents } from './host-facts';
@@ -21,8 +22,6 @@ import {
   AFFINITY_ENTRY, asInteger, asMac, asUtf8, cell, columnOf, indexByUuid, NETWORK_ENTRY, parseWalk, VM_MIB, Walk,
 } from './walk-lines';
 
-const HR_PROCESSOR_FRW_ID = '1.3.6.1.2.1.25.3.3.1.1';
-const IF_DESCR = '1.3.6.1.2.1.2.2.1.2';
 
 /**
  * The host side of the fixture's NICs. Names are the fixture's <target dev>

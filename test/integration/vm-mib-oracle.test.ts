@@ -25,13 +25,8 @@ import {
   AFFINITY_ENTRY, CPU_ENTRY, indexByUuid, NETWORK_ENTRY, STORAGE_ENTRY, VM_ENTRY, VM_MIB, asMac,
   asBytes, asCounter64, asInteger, asTimeTicks, asUtf8, cell, columnOf, parseWalk, rowIndexes, scalarOf, Walk, WalkValue,
 } from './walk-lines';
+import { FILESYSTEM_STORAGE_TYPES, HR_PROCESSOR_FRW_ID, HR_STORAGE_DESCR, HR_STORAGE_TYPE, IF_DESCR } from '../harness/host-oids';
 
-const HR_PROCESSOR_FRW_ID = '1.3.6.1.2.1.25.3.3.1.1';
-const HR_STORAGE_TYPE = '1.3.6.1.2.1.25.2.3.1.2';
-const HR_STORAGE_DESCR = '1.3.6.1.2.1.25.2.3.1.3';
-const IF_DESCR = '1.3.6.1.2.1.2.2.1.2';
-/** hrStorageFixedDisk, RemovableDisk, NetworkDisk: the types snmpd gives filesystems. */
-const FILESYSTEM_STORAGE_TYPES = new Set(['.1.3.6.1.2.1.25.2.1.4', '.1.3.6.1.2.1.25.2.1.5', '.1.3.6.1.2.1.25.2.1.10']);
 /** Net-SNMP numbers processors 196608 + CPU number (README). */
 const HR_PROCESSOR_BASE = 196608;
 

@@ -9,6 +9,8 @@ import { AgentProcess, requireBuiltCli, startAgent } from '../harness/agent';
 import { qemuSessionMissing, SessionLibvirtd, startSessionLibvirtd } from '../harness/libvirtd';
 import { sleep, toolEnv } from '../harness/process';
 import { describeUnless, firstReason, missingTools } from '../harness/prereq';
+import { HR_STORAGE_DESCR } from '../harness/host-oids';
+import { pollUntil } from '../harness/poll';
 import { snmpget, SnmpVarbindLine, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 
@@ -22,7 +24,6 @@ const VM = { name: 2, operState: 6, upTime: 16, cpuTime: 17 } as const;
 const STORAGE = {
   parent: 3, sourceType: 4, resourceId: 6, sizeUnit: 10, definedSize: 11, readIos: 13, readOctets: 15,
 } as const;
-const hrStorageDescr = '.1.3.6.1.2.1.25.2.3.1.3';
 const OPER = { running: '4', paused: '8' } as const;
 
 const GUEST = 'vmm-tcg-guest';
@@ -66,16 +67,6 @@ function guestXml(disk: string): string {
   </devices>
 </domain>
 `;
-}
-
-async function pollUntil<T>(what: string, probe: () => Promise<T>, accept: (v: T) => boolean, timeoutMs: number): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const value = await probe();
-    if (accept(value)) return value;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await sleep(50);
-  }
 }
 
 beforeAll(() => requireBuiltCli());
@@ -140,8 +131,8 @@ describeWithQemu('a real qemu:///session TCG guest through snmpd', () => {
     const cpu0 = await counter(vmColumn(VM.cpuTime, vmIndex));
     const core0 = await counter(vmCpuCoreTime(vmIndex, 1));
     // The guest spins: its vCPU thread runs whenever it gets a core; --refresh 1 picks up new values.
-    const cpu1 = await pollUntil('vmCpuTime to grow', () => counter(vmColumn(VM.cpuTime, vmIndex)), (v) => v > cpu0 + 100_000n, 10_000);
-    const core1 = await pollUntil('vmCpuCoreTime.1 to grow', () => counter(vmCpuCoreTime(vmIndex, 1)), (v) => v > core0 + 100_000n, 10_000);
+    const cpu1 = (await pollUntil('vmCpuTime to grow', () => counter(vmColumn(VM.cpuTime, vmIndex)), (v) => v > cpu0 + 100_000n, 10_000)).value;
+    const core1 = (await pollUntil('vmCpuCoreTime.1 to grow', () => counter(vmCpuCoreTime(vmIndex, 1)), (v) => v > core0 + 100_000n, 10_000)).value;
     expect(cpu1).toBeGreaterThan(cpu0);
     expect(core1).toBeGreaterThan(core0);
     // One vCPU: its time is part of the VM's.
@@ -163,7 +154,7 @@ describeWithQemu('a real qemu:///session TCG guest through snmpd', () => {
 
     // The filesystem snmpd's hrStorageTable lists for the image: the mount point df names.
     const mountPoint = execFileSync('df', ['--output=target', disk], { encoding: 'utf8', env: toolEnv() }).trim().split('\n').pop()!.trim();
-    const storage = await snmpwalk(snmpd, hrStorageDescr);
+    const storage = await snmpwalk(snmpd, HR_STORAGE_DESCR);
     const hrIndex = storage.varbinds.find((v) => v.value === mountPoint)?.oid.split('.').pop();
     expect(hrIndex).toBeDefined();
     expect((await row(STORAGE.parent)).value).toBe(hrIndex);

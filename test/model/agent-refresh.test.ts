@@ -3,6 +3,7 @@ import { DEFAULTS } from '../../src/config';
 import { VmIndexStore } from '../../src/state/index-store';
 import type { DomainRecord } from '../../src/snapshot';
 import { domainRecord } from '../harness/records';
+import { recordingLog } from '../harness/log';
 import { parseOid, ValueType } from '../../agentx';
 
 const domain = (curVcpus: number): DomainRecord => domainRecord({ id: 1, curVcpus, maxVcpus: 2, vcpus: [], disks: [], nics: [] });
@@ -18,8 +19,7 @@ describe('VmmAgent refresh', () => {
       onEvent: () => undefined,
       close: async () => undefined,
     };
-    const lines: string[] = [];
-    const log = (level: string, msg: string) => { lines.push(`${level}: ${msg}`); };
+    const { lines, log } = recordingLog();
     const config = { ...DEFAULTS, procRoot: '/nonexistent/proc', sysRoot: '/nonexistent/sys', mountsFile: '/nonexistent/mtab' };
     const agent = new VmmAgent({ config, domains: source, store: VmIndexStore.memory(log), log });
     await agent.refresh();

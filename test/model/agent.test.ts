@@ -8,6 +8,7 @@ import { VmIndexStore } from '../../src/state/index-store';
 import type { DomainRecord } from '../../src/snapshot';
 import { formatOid, parseOid, ResponseError, ValueType } from '../../agentx';
 import { domainRecord } from '../harness/records';
+import { recordingLog } from '../harness/log';
 import * as model from '../../src/model/vm-mib';
 
 const VM_MIB = '1.3.6.1.2.1.236';
@@ -49,8 +50,7 @@ class FakeDomains implements DomainSource {
 function lab() {
   let now = 1_900_000_000_000;
   const domains = new FakeDomains();
-  const lines: string[] = [];
-  const log = (level: string, msg: string) => { lines.push(`${level}: ${msg}`); };
+  const { lines, log } = recordingLog();
   const config = {
     ...DEFAULTS, libvirtGraceSeconds: GRACE_S,
     procRoot: '/nonexistent/proc', sysRoot: '/nonexistent/sys', mountsFile: '/nonexistent/mtab',
