@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { tcpPortAccepts, unixSocketAccepts } from './ports';
 import { SNMPD_AS_NOBODY, SnmpdInstance, startSnmpd } from './snmpd';
 import { describeUnless, missingTools } from './prereq';
-import { runCommand } from './process';
+import { runCommand, spawnManaged } from './process';
 import { virsh } from '../collectors/virsh-oracle';
 import { DEMO_URI } from './agent';
 import { parseVarbindLines, runSnmpTool, snmpbulkwalk, snmpget, snmpwalk } from './snmp-tools';
@@ -200,5 +200,19 @@ describe('the locale of the tools the tests read', () => {
       expect(list).toMatch(/^ *6 +fileserver-größe +running$/m);
       expect(disks).toMatch(/^ *sda +\/var\/lib\/libvirt\/images\/fileserver-größe\.qcow2$/m);
     });
+  });
+});
+
+describe('spawnManaged', () => {
+  it('survives a log file that cannot be opened (its lab dir removed first): the output is still captured', async () => {
+    const child = await spawnManaged('echo', ['still here'], {
+      env: process.env,
+      logFile: '/nonexistent/vmm-agentx/lab-removed/daemon.log',
+    });
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    // The failed open is reported on the next turns of the event loop; an
+    // unhandled 'error' there would fail this file.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(child.output()).toBe('still here\n');
   });
 });

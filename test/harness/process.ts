@@ -109,6 +109,11 @@ export function spawnManaged(command: string, args: readonly string[], options: 
     let exitStatus: ExitStatus | undefined;
     const listeners: Array<(text: string) => void> = [];
     const logStream = options.logFile ? fs.createWriteStream(options.logFile, { flags: 'a' }) : undefined;
+    // The file opens asynchronously: when the lab dir is removed first (a
+    // quick dispose on a busy machine), the open fails with ENOENT. The log
+    // copy is a convenience; without a listener that error would take the
+    // whole test file down ("Test suite failed to run").
+    logStream?.on('error', () => undefined);
 
     const onData = (chunk: Buffer): void => {
       const text = chunk.toString('utf8');
