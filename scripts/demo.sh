@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 source scripts/packages.sh
+require_node20 "npm run demo"
 ensure_packages demo
 
 [ -d node_modules ] || npm ci --no-audit --no-fund

@@ -3,6 +3,17 @@
 DEMO_PACKAGES="snmpd snmp libvirt0"
 TEST_PACKAGES="snmpd snmp snmptrapd libvirt0 libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 smitools iproute2 util-linux"
 
+# Node >= 20 (package.json "engines"), else one line saying where to get it.
+require_node20() {
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -lt 20 ]; then
+    echo "$1 needs Node.js >= 20 (this is $(node --version 2>/dev/null || echo 'no node')):" \
+         "Debian 13's nodejs, or NodeSource's package on Debian 12."
+    exit 1
+  fi
+}
+
 missing_packages() {
   local p out=()
   for p in "$@"; do

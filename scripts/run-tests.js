@@ -29,14 +29,7 @@ env.VMM_TEST_SUMMARY = summaryFile;
 
 const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
-function signal(target, sig) {
-  try {
-    process.kill(target, sig);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const { signal } = reaper;
 
 function groupExists(pgid) {
   return signal(-pgid, 0);

@@ -43,14 +43,8 @@ step() {
   return "$rc"
 }
 
-major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$major" -lt 20 ]; then
-  echo "npm test needs Node.js >= 20 (this is $(node --version 2>/dev/null || echo 'no node')):" \
-       "Debian 13's nodejs, or NodeSource's package on Debian 12."
-  exit 1
-fi
-
 source scripts/packages.sh
+require_node20 "npm test"
 ensure_packages test || exit 1
 
 [ -x node_modules/.bin/jest ] || step npm ci --no-audit --no-fund || gave_up

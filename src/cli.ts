@@ -21,7 +21,7 @@ import { exitNow, prepareExitNow } from './exit-now';
 
 const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
 /** SIGTERM/SIGINT to exit, whatever hangs: well inside systemd's stop timeout, and 2 s as promised. */
-const SHUTDOWN_BUDGET_MS = 1500;
+const SHUTDOWN_BUDGET_MS = 1000;
 /** sysexits.h: a configuration error. */
 const EX_CONFIG = 78;
 

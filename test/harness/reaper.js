@@ -264,6 +264,7 @@ function reap(dir = runDir(), { graceMs = 3000 } = {}) {
 
 module.exports = {
   RUN_DIR_ENV,
+  signal,
   runDir,
   readStat,
   recordProcess,

@@ -416,6 +416,17 @@ describeWithTools('vmIndex is kept per UUID in the state directory', () => {
     for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
   });
 
+  /** Starts an agent, waits `settleMs`, walks VM-MIB and stops the agent, also when the walk fails. */
+  const walkWithAgent = async (opts: { stateDir: string; libvirtUri?: string }, settleMs = 0) => {
+    const agent = await startAgent(snmpd, opts);
+    try {
+      if (settleMs > 0) await sleep(settleMs);
+      return await walkVmMib(snmpd);
+    } finally {
+      await agent.stop();
+    }
+  };
+
   const running = (): string[] => [...readVirsh(DEMO_URI).domains.values()].filter((d) => d.state === 'running').map((d) => d.uuid);
 
   it('survives agent restarts, and new VMs get the next unused indexes', async () => {
@@ -423,23 +434,16 @@ describeWithTools('vmIndex is kept per UUID in the state directory', () => {
     // A first run that knows three VMs only, so the full fixture cannot get
     // the same numbers by chance: only the state file can keep them.
     const subset = await fixtureWith(['mail-relay', 'fileserver-größe', 'kiosk-lobby'], await tempDir());
-    const first = await startAgent(snmpd, { stateDir, libvirtUri: `test://${subset}` });
-    const firstMap = indexByUuid(await walkVmMib(snmpd));
-    await first.stop();
+    const firstMap = indexByUuid(await walkWithAgent({ stateDir, libvirtUri: `test://${subset}` }));
     expect([...firstMap.values()].sort()).toEqual(['1', '2', '3']);
 
-    const second = await startAgent(snmpd, { stateDir });
-    await sleep(3500);
-    const secondWalk = await walkVmMib(snmpd);
-    await second.stop();
+    const secondWalk = await walkWithAgent({ stateDir }, 3500);
     const secondMap = indexByUuid(secondWalk);
     for (const [uuid, index] of firstMap) expect([uuid, secondMap.get(uuid)]).toEqual([uuid, index]);
     expect([...secondMap].filter(([uuid]) => !firstMap.has(uuid)).map(([, i]) => Number(i)).sort((a, b) => a - b))
       .toEqual([4, 5, 6, 7, 8, 9]);
 
-    const third = await startAgent(snmpd, { stateDir });
-    const thirdWalk = await walkVmMib(snmpd);
-    await third.stop();
+    const thirdWalk = await walkWithAgent({ stateDir });
     expect(indexByUuid(thirdWalk)).toEqual(secondMap);
     // vmUpTime continues across the restart (the state file keeps when each run began).
     for (const uuid of running()) {
