@@ -20,6 +20,7 @@ async function terminate(agent: AgentProcess): Promise<{ ms: number; code: numbe
     await agent.stop();
     throw new Error(`agent still running 10 s after SIGTERM; log:\n${agent.log()}`);
   }
+  process.stdout.write(`SIGTERM → exit in ${ms} ms (${expect.getState().currentTestName})\n`);
   return { ms, code: status.code, signal: status.signal };
 }
 
