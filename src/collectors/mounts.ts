@@ -69,7 +69,7 @@ export class ImagePathResolver implements Collector<readonly string[], ReadonlyM
    * Image path → resolved path, for every absolute path in `files`. What
    * comes back is the cache itself, never changed afterwards: new paths go
    * into a copy that replaces it. In the steady state nothing is new and no
-   * map is built (a copy per refresh was a 20,000-entry Map at 10,000 VMs).
+   * map is built (a copy per refresh would hold every image path again).
    * It may also hold paths of VMs gone since, until the age limit starts a
    * new map.
    */
