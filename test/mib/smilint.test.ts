@@ -15,14 +15,18 @@ import { describeUnless, missingTools } from '../harness/prereq';
 const repoRoot = path.resolve(__dirname, '..', '..');
 const projectMibDir = path.join(repoRoot, 'mib');
 const baseMibDir = path.join(repoRoot, 'node_modules', 'net-snmp', 'lib', 'mibs');
-const mibSearchPath = `${projectMibDir}:${baseMibDir}`;
+/** Net-SNMP's own modules (NET-SNMP-MIB, for netSnmpPlaypen), as the snmp package installs them. */
+const netSnmpMibDir = '/usr/share/snmp/mibs';
+const mibSearchPath = `${projectMibDir}:${baseMibDir}:${netSnmpMibDir}`;
 
 /** The modules this project ships; a missing or unexpected file fails the suite. */
 const expectedModuleFiles = [
+  'HCNUM-TC.txt',
   'IANA-STORAGE-MEDIA-TYPE-MIB.txt',
   'SNMP-FRAMEWORK-MIB.txt',
   'UUID-TC-MIB.txt',
   'VM-MIB.txt',
+  'VMM-AGENTX-MIB.txt',
 ];
 
 /**
@@ -33,9 +37,18 @@ const expectedModuleFiles = [
  * - RFC 3411 declares ranged INTEGER rather than Integer32, gives SnmpEngineID
  *   and the model-number TCs no DISPLAY-HINT, and names the object snmpEngineID
  *   after the type SnmpEngineID.
- * VM-MIB, the module the agent serves, has no accepted lines: it must be clean.
+ * - RFC 2856 names its TC-only module HCNUM-TC, not *-MIB.
+ * VM-MIB and VMM-AGENTX-MIB, the modules the agent serves, have no accepted
+ * lines: they must be clean.
  */
 const acceptedLevel6Lines: Readonly<Record<string, readonly string[]>> = {
+  'HCNUM-TC.txt': [
+    "mib/HCNUM-TC.txt:51: [5] warning: module name `HCNUM-TC' should match `*-MIB'",
+    "mib/HCNUM-TC.txt:32: [5] warning: current type `CounterBasedGauge64' is not referenced in this module",
+    "mib/HCNUM-TC.txt:32: [5] warning: type `CounterBasedGauge64' has no format specification",
+    "mib/HCNUM-TC.txt:43: [5] warning: current type `ZeroBasedCounter64' is not referenced in this module",
+    "mib/HCNUM-TC.txt:43: [5] warning: type `ZeroBasedCounter64' has no format specification",
+  ],
   'IANA-STORAGE-MEDIA-TYPE-MIB.txt': [
     "mib/IANA-STORAGE-MEDIA-TYPE-MIB.txt:40: [5] warning: current type `IANAStorageMediaType' is not referenced in this module",
   ],
@@ -60,6 +73,7 @@ const acceptedLevel6Lines: Readonly<Record<string, readonly string[]>> = {
     "mib/UUID-TC-MIB.txt:41: [5] warning: current type `UUIDorZero' is not referenced in this module",
   ],
   'VM-MIB.txt': [],
+  'VMM-AGENTX-MIB.txt': [],
 };
 
 /** Names and OIDs from RFC 7666 (and the companion modules) that must resolve. */
@@ -93,6 +107,14 @@ const expectedOids: ReadonlyArray<readonly [string, string]> = [
   ['UUID-TC-MIB::uuidTCMIB', '.1.3.6.1.2.1.217'],
   ['IANA-STORAGE-MEDIA-TYPE-MIB::ianaStorageMediaTypeMIB', '.1.3.6.1.2.1.237'],
   ['SNMP-FRAMEWORK-MIB::snmpEngineID', '.1.3.6.1.6.3.10.2.1.1'],
+  ['HCNUM-TC::hcnumTC', '.1.3.6.1.2.1.78'],
+  // The project's module, under netSnmpPlaypen until a PEN is assigned.
+  ['VMM-AGENTX-MIB::vmmAgentxMIB', '.1.3.6.1.4.1.8072.9999.9999.7666'],
+  ['VMM-AGENTX-MIB::vmmMigrationJobState', '.1.3.6.1.4.1.8072.9999.9999.7666.1.1.1.1'],
+  ['VMM-AGENTX-MIB::vmmMigrationExpectedDowntime', '.1.3.6.1.4.1.8072.9999.9999.7666.1.1.1.13'],
+  ['VMM-AGENTX-MIB::vmmMigrationLastDataTransferred', '.1.3.6.1.4.1.8072.9999.9999.7666.1.1.1.20'],
+  ['VMM-AGENTX-MIB::vmmMigrationStarted', '.1.3.6.1.4.1.8072.9999.9999.7666.0.1'],
+  ['VMM-AGENTX-MIB::vmmMigrationFailed', '.1.3.6.1.4.1.8072.9999.9999.7666.0.3'],
 ];
 
 /** SYNTAX lines `snmptranslate -Td` must print: the ranges and enums an agent relies on. */
@@ -109,6 +131,11 @@ const expectedSyntax: ReadonlyArray<readonly [string, string]> = [
   ['VM-MIB::vmMinMem', 'Integer32 (-1 | 0..2147483647)'],
   ['VM-MIB::vmStorageAllocatedSize', 'Integer32 (-1 | 0..2147483647)'],
   ['VM-MIB::vmUUID', 'OCTET STRING (0 | 16)'],
+  ['VMM-AGENTX-MIB::vmmMigrationJobState',
+    'INTEGER {none(1), active(2), completed(3), failed(4), cancelled(5), postcopy(6)}'],
+  ['VMM-AGENTX-MIB::vmmMigrationDirection', 'INTEGER {none(1), outgoing(2), incoming(3)}'],
+  ['VMM-AGENTX-MIB::vmmMigrationLastResult', 'INTEGER {none(1), completed(3), failed(4), cancelled(5)}'],
+  ['VMM-AGENTX-MIB::vmmMigrationDataTotal', 'Counter64'],
 ];
 
 interface ToolOutput {
@@ -191,7 +218,7 @@ describeUnless(missingTools('snmptranslate'))('snmptranslate with VM-MIB', () =>
     };
     delete env.MIBS;
     delete env.MIBDIRS;
-    return runTool('snmptranslate', ['-M', searchPath, '-m', 'VM-MIB', ...args], env);
+    return runTool('snmptranslate', ['-M', searchPath, '-m', 'VM-MIB:VMM-AGENTX-MIB', ...args], env);
   }
 
   it('maps RFC 7666 names to their OIDs, with nothing on stderr', async () => {
