@@ -1,17 +1,21 @@
 // The running agent: a scheduler and view publisher. Each refresh collects a
 // snapshot (src/snapshot-collector.ts), numbers its VMs (the index store),
 // lets the model turn them into a view (model/vm-mib.ts) and serves it;
-// notifications come from the difference to the last fresh refresh.
-// Refreshes run on a timer and on libvirt events; requests are answered from
-// the last view and never wait for a refresh.
+// notifications come from the difference to the last fresh refresh and from
+// the migrations that started or ended. Refreshes run on a timer and on
+// libvirt events; while a VM migrates away, its job is sampled every second
+// in between and the served view patched. Requests are answered from the
+// last view and never wait for a refresh.
 import { AgentxLog, AgentxSession, MibView, Responder, formatOid } from '../agentx';
 import type { Config } from './config';
-import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, vmMibWritables } from './model/vm-mib';
+import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, vmMibWritables, type VmRow } from './model/vm-mib';
 import { NetSnmpLinkage } from './model/linkage';
-import { Notification, NotificationBaseline } from './notifications';
+import { migrationNotifications, Notification, NotificationBaseline, NotificationStormGuard } from './notifications';
+import { migrationVarbinds } from './model/vmm-agentx-mib';
 import { releaseFreedNativeMemory } from './native-memory';
 import { CollectorReport } from './collectors/collector';
-import { DomainSource, SnapshotCollector } from './snapshot-collector';
+import { DomainSource, MIGRATION_SAMPLE_MS, SnapshotCollector } from './snapshot-collector';
+import { MigrationStore } from './state/migration-store';
 import type { VmIndexes, VmIndexStore } from './state/index-store';
 
 export type { DomainSource } from './snapshot-collector';
@@ -20,6 +24,8 @@ export interface AgentDeps {
   config: Config;
   domains: DomainSource;
   store: VmIndexStore;
+  /** The last migration of each VM (an in-memory store when absent). */
+  migrations?: MigrationStore;
   log: AgentxLog;
   /** Wall clock (ms since the epoch); tests pass their own. */
   clock?: () => number;
@@ -34,7 +40,9 @@ export class VmmAgent {
   // every value served and a Set patches it (the replaced snapshot would
   // otherwise live on beside the next one at every refresh's memory peak).
   private readonly collector: SnapshotCollector;
+  private readonly migrationStore: MigrationStore;
   private readonly notifications = new NotificationBaseline();
+  private readonly stormGuard: NotificationStormGuard;
   /** snmpd's memory of the host's CPUs and mounts, for its hrDeviceIndex and hrStorageIndex. */
   private readonly linkage = new NetSnmpLinkage();
   /** VM indexes of the last refresh, null before the first: another set of VMs changes vmTableLastChange. */
@@ -47,13 +55,21 @@ export class VmmAgent {
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
+  private sampleTimer: NodeJS.Timeout | null = null;
+  private sampling = false;
+  /** The rows of the last refresh by UUID, for the migration samples between refreshes. */
+  private rowsByUuid: ReadonlyMap<string, VmRow> = new Map();
+  private uptimeTicks = 0;
   private notify: ((n: Notification) => Promise<void>) | null = null;
 
   constructor(private readonly deps: AgentDeps) {
     const { config, log } = deps;
     this.responder = new Responder({ log });
+    this.migrationStore = deps.migrations ?? MigrationStore.memory(log);
     this.collector = new SnapshotCollector(deps.domains,
-      { procRoot: config.procRoot, sysRoot: config.sysRoot, mountsFile: config.mountsFile }, log, config.libvirtGraceSeconds);
+      { procRoot: config.procRoot, sysRoot: config.sysRoot, mountsFile: config.mountsFile }, log, config.libvirtGraceSeconds,
+      this.migrationStore);
+    this.stormGuard = new NotificationStormGuard(config.notificationRateLimit, log);
     this.modelState = {
       tableLastChange: 0,
       perVmNotificationsEnabled: config.perVmNotifications,
@@ -73,13 +89,22 @@ export class VmmAgent {
     for (const { oid, object } of vmMibWritables(writable)) this.responder.addWritable(oid, object);
     // A libvirt event refreshes at once; a burst of events (a host booting
     // fifty VMs) becomes one refresh.
-    deps.domains.onEvent(() => {
-      if (this.eventTimer) return;
-      this.eventTimer = setTimeout(() => {
-        this.eventTimer = null;
-        void this.refresh();
-      }, EVENT_DEBOUNCE_MS);
+    deps.domains.onEvent(() => this.refreshSoon());
+    // A job-completed event also triggers a refresh (onEvent); the first
+    // pass of a migration the agent does not know yet is its earliest sign.
+    deps.domains.onJobEvent?.((e) => {
+      if (e.kind === 'completed') this.collector.jobCompleted(e.uuid, e.params);
+      else if (!this.collector.migrationKnown(e.uuid)) this.refreshSoon();
     });
+  }
+
+  /** A refresh shortly: a burst of events becomes one. */
+  private refreshSoon(): void {
+    if (this.eventTimer || this.stopped) return;
+    this.eventTimer = setTimeout(() => {
+      this.eventTimer = null;
+      void this.refresh();
+    }, EVENT_DEBOUNCE_MS);
   }
 
   private now(): number {
@@ -115,15 +140,17 @@ export class VmmAgent {
   async stop(refreshGraceMs = 500): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.eventTimer) clearTimeout(this.eventTimer);
+    if (this.sampleTimer) clearInterval(this.sampleTimer);
     this.timer = null;
     this.eventTimer = null;
+    this.sampleTimer = null;
     this.stopped = true;
     if (this.refreshing) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.refreshing, new Promise((resolve) => { timer = setTimeout(resolve, refreshGraceMs); })]);
       clearTimeout(timer);
     }
-    await this.deps.store.save();
+    await Promise.all([this.deps.store.save(), this.migrationStore.flushed()]);
   }
 
   /** One refresh; concurrent callers share it, and a call during a refresh causes one more. */
@@ -176,18 +203,59 @@ export class VmmAgent {
     // A Set of a notification switch may have changed the model state meanwhile.
     this.publish(this.modelState === state ? view : view.withValues(notificationSwitches(this.modelState)));
 
+    this.rowsByUuid = new Map(rows.map((r) => [r.domain.uuid, r]));
+    this.uptimeTicks = hvUpTimeTicks(snapshot.host);
+    const { perVmNotificationsEnabled: perVm, bulkNotificationsEnabled: bulk } = this.modelState;
     if (collection.fresh) {
-      this.send(this.notifications.next(rows, {
-        perVm: this.modelState.perVmNotificationsEnabled,
-        bulk: this.modelState.bulkNotificationsEnabled,
-      }));
+      const batch = this.notifications.next(rows, { perVm, bulk });
+      if (perVm) {
+        batch.perVm.push(...migrationNotifications(collection.migrationEvents, this.rowsByUuid, snapshot.migrations,
+          this.uptimeTicks, takenAt));
+      }
+      this.send(this.stormGuard.admit(batch, takenAt, bulk));
     }
+    this.scheduleMigrationSamples();
     await store.save();
     // Not awaited: it runs on the pool while the agent goes back to answering.
     void releaseFreedNativeMemory();
     const cpu = process.cpuUsage(cpuBefore);
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +
       `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})`);
+  }
+
+  /** Samples running outgoing migrations every MIGRATION_SAMPLE_MS while there are any. */
+  private scheduleMigrationSamples(): void {
+    if (!this.collector.hasOutgoingMigration()) {
+      if (this.sampleTimer) clearInterval(this.sampleTimer);
+      this.sampleTimer = null;
+      return;
+    }
+    if (this.sampleTimer || this.stopped) return;
+    this.sampleTimer = setInterval(() => void this.sampleMigrations(), MIGRATION_SAMPLE_MS);
+  }
+
+  private async sampleMigrations(): Promise<void> {
+    // A refresh samples the jobs too, and a slow sample must not stack up.
+    if (this.sampling || this.refreshing || this.stopped) return;
+    this.sampling = true;
+    try {
+      const { states, over } = await this.collector.sampleMigrations();
+      const view = this.currentView;
+      if (view && states.size > 0 && !this.refreshing) {
+        const now = this.now();
+        const changes = [];
+        for (const [uuid, state] of states) {
+          const row = this.rowsByUuid.get(uuid);
+          if (row) changes.push(...migrationVarbinds(row.indexes.vmIndex, state, this.uptimeTicks, now));
+        }
+        if (changes.length > 0) this.publish(view.withValues(changes));
+      }
+      if (over) void this.refresh();
+    } catch (err) {
+      this.deps.log('warn', `migration sample failed: ${(err as Error).message}`);
+    } finally {
+      this.sampling = false;
+    }
   }
 
   /** Serves `view`; the responder releases the one it replaces (unless `view` was patched from it). */

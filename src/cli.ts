@@ -15,6 +15,8 @@ import { dumpView } from './dump';
 import { createLogger, logFunction, Logger } from './logger';
 import { LibvirtDomainSource } from './libvirt-source';
 import { VM_MIB } from './model/vm-mib-oids';
+import { VMM_AGENTX_MIB } from './model/vmm-agentx-oids';
+import { MigrationStore } from './state/migration-store';
 import { VmIndexStore } from './state/index-store';
 import { tuneNativeMemory } from './native-memory';
 import { exitNow, prepareExitNow } from './exit-now';
@@ -74,8 +76,9 @@ async function main(): Promise<void> {
 
   const oneShot = config.dump || config.check;
   const store = await VmIndexStore.load(config.stateDir, log, { readOnly: oneShot });
+  const migrations = await MigrationStore.load(config.stateDir, log, { readOnly: oneShot });
 
-  const agent = new VmmAgent({ config, domains, store, log });
+  const agent = new VmmAgent({ config, domains, store, migrations, log });
   if (oneShot) {
     await agent.refresh();
     if (config.dump) {
@@ -116,9 +119,11 @@ async function runDaemon(config: Config, agent: VmmAgent, domains: LibvirtDomain
   agent.setNotifier(sessionNotifier(session));
   await agent.start();
   await session.register({ subtree: [...VM_MIB] });
+  await session.register({ subtree: [...VMM_AGENTX_MIB] });
   await session.addAgentCaps({ id: [...VM_MIB], description: 'VM-MIB (RFC 7666): virtual machines controlled by libvirt' });
+  await session.addAgentCaps({ id: [...VMM_AGENTX_MIB], description: 'VMM-AGENTX-MIB: live migration of the virtual machines' });
   session.start();
-  logger.info(`serving VM-MIB via ${config.agentxSocket}, refreshing every ${config.refreshSeconds} s`);
+  logger.info(`serving VM-MIB and VMM-AGENTX-MIB via ${config.agentxSocket}, refreshing every ${config.refreshSeconds} s`);
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {

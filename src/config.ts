@@ -16,6 +16,11 @@ export interface Config {
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   perVmNotifications: boolean;
   bulkNotifications: boolean;
+  /**
+   * Per-VM notifications a second above which, for the rest of that second,
+   * only bulk ones are sent; 0 for no limit.
+   */
+  notificationRateLimit: number;
   procRoot: string;
   sysRoot: string;
   mountsFile: string;
@@ -36,6 +41,10 @@ export const DEFAULTS: Config = {
   logLevel: 'info',
   perVmNotifications: true,
   bulkNotifications: false,
+  // An operator's own actions and a live migration's start and end stay far
+  // below; a host booting its autostart VMs or an evacuation goes above, and
+  // one bulk notification per change then says it all.
+  notificationRateLimit: 20,
   procRoot: '/proc',
   sysRoot: '/sys',
   // snmpd reads /etc/mtab (Debian builds it --with-mnttab=/etc/mtab); reading the same
@@ -80,6 +89,7 @@ const SETTINGS: Record<string, Setter> = {
   },
   'notifications-per-vm': bool('perVmNotifications'),
   'notifications-bulk': bool('bulkNotifications'),
+  'notifications-rate-limit': num('notificationRateLimit', 0, 100000),
   'proc-root': str('procRoot'),
   'sys-root': str('sysRoot'),
   'mounts-file': str('mountsFile'),
@@ -103,7 +113,7 @@ export const USAGE = `usage: vmm-agentx [--config FILE] [--libvirt-uri URI] [--a
   --dump               print every instance as "OID = TYPE: value" from one snapshot and exit
   --check              check the configuration and libvirt, print a summary and exit
 Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, notifications-per-vm,
-notifications-bulk, proc-root, sys-root, mounts-file.`;
+notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file.`;
 
 export interface ParsedArgs {
   config: Config;

@@ -1,8 +1,10 @@
 // Adapts LibvirtCollector to what the agent needs (DomainSource): opening per
-// the configuration, a hypervisorInfo that is null instead of throwing, and
-// one event stream for lifecycle and job-completed events.
+// the configuration, a hypervisorInfo that is null instead of throwing, one
+// event stream for lifecycle and job-completed events, and the job events and
+// statistics the migration tracker reads.
 import type { AgentxLog } from '../agentx';
-import type { DomainSource } from './snapshot-collector';
+import type { DomainSource, JobEvent } from './snapshot-collector';
+import type { JobStatistics } from './collectors/libvirt';
 import { LibvirtCollector } from './collectors/libvirt';
 import type { Config } from './config';
 import type { DomainRecord, HypervisorInfo } from './snapshot';
@@ -42,6 +44,15 @@ export class LibvirtDomainSource implements DomainSource {
     this.collector.onLifecycle((uuid) => cb(uuid));
     this.collector.onJobCompleted((uuid) => cb(uuid));
     this.collector.onConnectionChange(() => cb(''));
+  }
+
+  jobStatistics(uuid: string, which: 'current' | 'completed'): Promise<JobStatistics> {
+    return this.collector.jobStatistics(uuid, which);
+  }
+
+  onJobEvent(cb: (e: JobEvent) => void): void {
+    this.collector.onMigrationIteration((uuid, iteration) => cb({ kind: 'iteration', uuid, iteration }));
+    this.collector.onJobCompleted((uuid, params) => cb({ kind: 'completed', uuid, params }));
   }
 
   close(): Promise<void> {

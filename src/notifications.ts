@@ -3,6 +3,10 @@
 // notifications carry the *previous* vmOperState, as the MIB describes; bulk
 // ones carry one vmAffectedVMs bitmap per kind of change.
 import { Oid, VarBind } from '../agentx';
+import type { MigrationEvent } from './migration-tracker';
+import type { MigrationState } from './snapshot';
+import { migrationRow } from './model/vmm-agentx-mib';
+import * as X from './model/vmm-agentx-oids';
 import { adminString, integer, octets, uuidBytes } from './model/values';
 import * as O from './model/vm-mib-oids';
 import type { VmRow } from './model/vm-mib';
@@ -39,11 +43,17 @@ export interface NotificationSettings {
   bulk: boolean;
 }
 
+/** One refresh's notifications: the per-VM ones (which the storm guard may hold back) and the bulk ones. */
+export interface NotificationBatch {
+  perVm: Notification[];
+  bulk: Notification[];
+}
+
 export function notificationsFor(
   before: ReadonlyMap<string, VmStateRecord>,
   after: ReadonlyMap<string, VmStateRecord>,
   settings: NotificationSettings,
-): Notification[] {
+): NotificationBatch {
   const perVm: Notification[] = [];
   const bulk = new Map<O.VmNotification, number[]>();
   const emit = (kind: [O.VmNotification, O.VmNotification], vm: VmStateRecord, previous: O.OperState, extra: VarBind[] = []): void => {
@@ -70,16 +80,16 @@ export function notificationsFor(
     emit([O.VmNotification.Deleted, O.VmNotification.BulkDeleted], vm, vm.operState, [persistent]);
   }
 
-  const out = perVm;
+  const bulkOut: Notification[] = [];
   if (settings.bulk) {
     for (const [kind, indexes] of [...bulk].sort((a, b) => a[0] - b[0])) {
-      out.push({
+      bulkOut.push({
         trapOid: [...O.vmNotifications, kind],
         varbinds: [{ oid: [...O.vmAffectedVMs, 0], ...octets(vmListBitmap(indexes)) }],
       });
     }
   }
-  return out;
+  return { perVm, bulk: bulkOut };
 }
 
 function vmVarbinds(vm: VmStateRecord, previous: O.OperState): VarBind[] {
@@ -112,7 +122,7 @@ export class NotificationBaseline {
   private states: Map<string, VmStateRecord> | null = null;
 
   /** What changed since the last call, as notifications; the rows become the new baseline. */
-  next(rows: readonly VmRow[], settings: NotificationSettings): Notification[] {
+  next(rows: readonly VmRow[], settings: NotificationSettings): NotificationBatch {
     const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
       vmIndex: i.vmIndex,
       uuid: d.uuid,
@@ -122,6 +132,100 @@ export class NotificationBaseline {
     }]));
     const before = this.states;
     this.states = states;
-    return before === null ? [] : notificationsFor(before, states, settings);
+    return before === null ? { perVm: [], bulk: [] } : notificationsFor(before, states, settings);
+  }
+}
+
+/**
+ * VMM-AGENTX-MIB's migration notifications for the tracker's events. Their
+ * objects carry the values the migration table serves for the same VM.
+ */
+export function migrationNotifications(
+  events: readonly MigrationEvent[],
+  rows: ReadonlyMap<string, VmRow>,
+  states: ReadonlyMap<string, MigrationState>,
+  uptimeTicks: number,
+  now: number,
+): Notification[] {
+  const out: Notification[] = [];
+  for (const e of events) {
+    const row = rows.get(e.uuid);
+    if (row === undefined) continue;
+    const vmIndex = row.indexes.vmIndex;
+    const values = migrationRow(states.get(e.uuid), uptimeTicks, now);
+    const col = (c: X.MigrationColumn): VarBind => ({ oid: [...X.vmmMigrationEntry, c, vmIndex], ...values[c - 1] });
+    const vm: VarBind[] = [
+      { oid: [...O.vmEntry, O.VmColumn.Name, vmIndex], ...adminString(row.domain.name) },
+      { oid: [...O.vmEntry, O.VmColumn.UUID, vmIndex], ...octets(uuidBytes(row.domain.uuid)) },
+    ];
+    const C = X.MigrationColumn;
+    if (e.kind === 'started') {
+      // The table may already show the job over (it was short): the event's own direction is what started.
+      const direction: VarBind = { oid: [...X.vmmMigrationEntry, C.Direction, vmIndex],
+        ...integer(e.direction === 'outgoing' ? X.MigrationDirectionValue.Outgoing : X.MigrationDirectionValue.Incoming) };
+      out.push({ trapOid: [...X.vmmNotifications, X.VmmNotification.MigrationStarted], varbinds: [...vm, direction, col(C.Peer)] });
+    } else if (e.last.result === 'completed') {
+      out.push({
+        trapOid: [...X.vmmNotifications, X.VmmNotification.MigrationCompleted],
+        varbinds: [...vm, col(C.LastDirection), col(C.LastTotalTime), col(C.LastDowntime), col(C.LastDataTransferred)],
+      });
+    } else {
+      out.push({
+        trapOid: [...X.vmmNotifications, X.VmmNotification.MigrationFailed],
+        varbinds: [...vm, col(C.LastDirection), col(C.LastResult), col(C.LastTotalTime)],
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The storm guard: above `limitPerSecond` per-VM notifications within one
+ * second, the rest of that second sends only the bulk ones. One line is
+ * logged when a storm starts, and one when a notification comes after a
+ * second without any held back.
+ */
+export class NotificationStormGuard {
+  private windowStart = -Infinity;
+  private sentInWindow = 0;
+  private heldInWindow = false;
+  private storming = false;
+  private held = 0;
+
+  constructor(
+    private readonly limitPerSecond: number,
+    private readonly log: (level: 'info' | 'warn', message: string) => void,
+  ) {}
+
+  /** What to send of one batch at `now` (ms). */
+  admit(batch: NotificationBatch, now: number, bulkEnabled: boolean): Notification[] {
+    if (this.limitPerSecond <= 0) return [...batch.perVm, ...batch.bulk];
+    if (now - this.windowStart >= 1000) {
+      if (this.storming && !this.heldInWindow) this.calm();
+      this.windowStart = now;
+      this.sentInWindow = 0;
+      this.heldInWindow = false;
+    }
+    if (batch.perVm.length === 0) return batch.bulk;
+    if (!this.heldInWindow && this.sentInWindow + batch.perVm.length <= this.limitPerSecond) {
+      this.sentInWindow += batch.perVm.length;
+      return [...batch.perVm, ...batch.bulk];
+    }
+    this.heldInWindow = true;
+    this.held += batch.perVm.length;
+    if (!this.storming) {
+      this.storming = true;
+      this.log('warn', `more than ${this.limitPerSecond} per-VM notifications in one second (notifications-rate-limit): ` +
+        (bulkEnabled ? 'sending only bulk notifications until a second passes below the limit'
+          : 'holding them back until a second passes below the limit; vmBulkNotificationsEnabled is false, so nothing is ' +
+            'sent meanwhile (set notifications-bulk yes to get one bulk notification per kind of change instead)'));
+    }
+    return batch.bulk;
+  }
+
+  private calm(): void {
+    this.log('info', `notification storm over: ${this.held} per-VM notifications were held back; per-VM notifications resume`);
+    this.storming = false;
+    this.held = 0;
   }
 }

@@ -1,15 +1,26 @@
 // Collectors → one immutable Snapshot per refresh. Runs every source through
 // the registry (each timed, each failing alone) in two stages: libvirt and
 // the host at once, then what needs the domains first (image paths, QEMU
-// start times). While libvirt is unreachable the last known domains stand in.
+// start times, the migration jobs). While libvirt is unreachable the last
+// known domains stand in.
 import type { AgentxLog } from '../agentx';
 import { Collector, CollectorRegistry, CollectorReport } from './collectors/collector';
 import { HostCollector } from './collectors/host';
 import { ImagePathResolver } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
 import { QemuStartTimeCollector } from './collectors/qemu-processes';
+import { MigrationJobCollector, type JobStatisticsSource } from './collectors/migration-jobs';
+import type { TypedParamValue } from './libvirt/typed-params';
+import { MigrationTracker, type MigrationEvent } from './migration-tracker';
+import { hvUpTimeTicks } from './model/vm-mib';
+import type { MigrationStore } from './state/migration-store';
 import { imageFile } from './snapshot';
-import type { DomainRecord, HostInfo, HypervisorInfo, Snapshot } from './snapshot';
+import type { DomainRecord, HostInfo, HypervisorInfo, MigrationState, Snapshot } from './snapshot';
+
+/** libvirt's job events: a migration's passes (source) and a finished job's statistics. */
+export type JobEvent =
+  | { kind: 'iteration'; uuid: string; iteration: number }
+  | { kind: 'completed'; uuid: string; params: ReadonlyMap<string, TypedParamValue> };
 
 /** What the agent needs from libvirt; LibvirtDomainSource provides it. */
 export interface DomainSource extends Collector<void, DomainRecord[]> {
@@ -20,6 +31,9 @@ export interface DomainSource extends Collector<void, DomainRecord[]> {
   lastKnown(): DomainRecord[];
   onEvent(cb: (uuid: string) => void): void;
   close(): Promise<void>;
+  /** Job statistics (migration progress); absent where the source has none. */
+  jobStatistics?: JobStatisticsSource['jobStatistics'];
+  onJobEvent?(cb: (e: JobEvent) => void): void;
 }
 
 export interface Collection {
@@ -30,16 +44,21 @@ export interface Collection {
   libvirtDownSince: number | null;
   /** When the runs asked about really started (QEMU hosts only). */
   runStarts: ReadonlyMap<string, number>;
+  /** Migrations that started or ended since the last collection. */
+  migrationEvents: MigrationEvent[];
 }
 
 const NO_HOST: HostInfo = { uptimeSeconds: 0, cpus: [], interfaces: new Map(), mounts: [] };
 const NONE: ReadonlyMap<string, never> = new Map<string, never>();
+/** How often a running outgoing migration's statistics are sampled between refreshes. */
+export const MIGRATION_SAMPLE_MS = 1000;
 
 export class SnapshotCollector {
   private readonly registry: CollectorRegistry;
   private readonly host: HostCollector;
   private readonly imagePaths = new ImagePathResolver();
   private readonly runStartTimes: QemuStartTimeCollector;
+  private readonly migrations: MigrationTracker | null;
   /** Whether any collection has reached libvirt: before one, there are no domains to serve, not zero. */
   private collectedOnce = false;
   private libvirtDownSince: number | null = null;
@@ -50,10 +69,35 @@ export class SnapshotCollector {
     paths: HostPaths,
     private readonly log: AgentxLog,
     private readonly libvirtGraceSeconds: number,
+    migrationStore: MigrationStore,
   ) {
     this.registry = new CollectorRegistry(log);
     this.host = new HostCollector(paths, log);
     this.runStartTimes = new QemuStartTimeCollector(paths);
+    const jobStatistics = domains.jobStatistics?.bind(domains);
+    this.migrations = jobStatistics
+      ? new MigrationTracker(new MigrationJobCollector({ jobStatistics }), this.registry, migrationStore, log)
+      : null;
+  }
+
+  /** A job-completed event's statistics, for the refresh it triggers. */
+  jobCompleted(uuid: string, params: ReadonlyMap<string, TypedParamValue>): void {
+    this.migrations?.jobCompleted(uuid, params);
+  }
+
+  /** Whether this VM's migration is known (an iteration event of an unknown one calls for a refresh). */
+  migrationKnown(uuid: string): boolean {
+    return this.migrations?.isActive(uuid) ?? false;
+  }
+
+  /** Whether a running outgoing migration wants sampling between refreshes. */
+  hasOutgoingMigration(): boolean {
+    return this.migrations?.hasOutgoing() ?? false;
+  }
+
+  /** Samples the running outgoing migrations (see MigrationTracker.sample). */
+  sampleMigrations(): Promise<{ states: Map<string, MigrationState>; over: boolean }> {
+    return this.migrations?.sample() ?? Promise.resolve({ states: new Map<string, MigrationState>(), over: false });
   }
 
   /** How each collector's last run went (for --check). */
@@ -96,9 +140,12 @@ export class SnapshotCollector {
     }
     // libvirt has no start time for a domain; QEMU's process has one.
     const wantStarts = hypervisor?.type === 'QEMU' && newRuns.size > 0;
-    const [imagePaths, runStarts] = await Promise.all([
+    const [imagePaths, runStarts, migrations] = await Promise.all([
       this.registry.run(this.imagePaths, imageFiles),
       wantStarts ? this.registry.run(this.runStartTimes, newRuns) : null,
+      served !== null && this.migrations !== null
+        ? this.migrations.observe(served, domains.ok, hvUpTimeTicks(this.lastHost))
+        : null,
     ]);
     return {
       snapshot: {
@@ -107,10 +154,12 @@ export class SnapshotCollector {
         domains: served,
         host: this.lastHost,
         imagePaths: imagePaths.ok ? imagePaths.value : NONE,
+        migrations: migrations?.states ?? NONE,
       },
       fresh: domains.ok,
       libvirtDownSince: this.libvirtDownSince,
       runStarts: runStarts?.ok ? runStarts.value : NONE,
+      migrationEvents: migrations?.events ?? [],
     };
   }
 }

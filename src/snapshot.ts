@@ -141,9 +141,59 @@ export interface Snapshot {
   host: HostInfo;
   /** Disk image path as configured → with symlinks resolved, for vmStorageParent. */
   imagePaths: ReadonlyMap<string, string>;
+  /** By UUID, the VMs with a migration running or finished; the others have none. */
+  migrations: ReadonlyMap<string, MigrationState>;
 }
 
 /** The image file a disk reads, if it has one (file and dir disks with a source). */
 export function imageFile(disk: DiskRecord): string | null {
   return disk.source !== null && (disk.sourceKind === 'file' || disk.sourceKind === 'dir') ? disk.source : null;
+}
+
+export type MigrationDirection = 'outgoing' | 'incoming';
+export type MigrationResult = 'completed' | 'failed' | 'cancelled';
+
+/** A migration job's figures as libvirt reports them (VIR_DOMAIN_JOB_*); null where it reports none. */
+export interface MigrationFigures {
+  elapsedMs: number | null;
+  dataTotal: bigint | null;
+  dataProcessed: bigint | null;
+  dataRemaining: bigint | null;
+  memoryTotal: bigint | null;
+  memoryProcessed: bigint | null;
+  memoryRemaining: bigint | null;
+  /** Pages dirtied per second. */
+  dirtyRate: number | null;
+  iteration: number | null;
+  expectedDowntimeMs: number | null;
+  /** Of a finished job: how long the guest was paused, and how long set-up took. */
+  downtimeMs: number | null;
+  setupTimeMs: number | null;
+}
+
+/** A migration job running now. */
+export interface ActiveMigration {
+  direction: MigrationDirection;
+  /** The guest already runs on the destination and pulls the pages it lacks. */
+  postcopy: boolean;
+  /** The latest sample; null where libvirt gives none (the destination) or none was taken yet. */
+  figures: MigrationFigures | null;
+}
+
+/** The last migration job that ended. */
+export interface FinishedMigration {
+  result: MigrationResult;
+  direction: MigrationDirection;
+  /** When it ended: ms since the epoch, and the host's uptime then (centiseconds, for vmHvUpTime). */
+  endedAt: number;
+  endedUptimeTicks: number;
+  totalTimeMs: number | null;
+  downtimeMs: number | null;
+  setupTimeMs: number | null;
+  dataTransferred: bigint | null;
+}
+
+export interface MigrationState {
+  active: ActiveMigration | null;
+  last: FinishedMigration | null;
 }

@@ -29,15 +29,17 @@ import {
   domainUuid,
   listDomains,
   listDomainUuids,
+  lookupDomain,
   releaseDomain,
   releaseDomainLater,
   retainConnection,
   type DomainStatsEntry,
 } from '../libvirt/calls';
 import { LibvirtConnection } from '../libvirt/connection';
-import type { JobCompletedListener, LifecycleListener } from '../libvirt/domain-events';
+import type { JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
+import { jobStatistics, type JobStatistics } from '../libvirt/domain-calls';
 import { ErrorCode, LibvirtError } from '../libvirt/errors';
-import { GET_ALL_DOMAINS_STATS_NOWAIT, ListDomainsFlag, StatsGroup, type ConnectPtr } from '../libvirt/ffi';
+import { GET_ALL_DOMAINS_STATS_NOWAIT, JobStatsFlag, ListDomainsFlag, StatsGroup, type ConnectPtr } from '../libvirt/ffi';
 import type { DomainRecord, HypervisorInfo } from '../snapshot';
 import type { DomainXmlFacts } from './domain-xml';
 import {
@@ -50,7 +52,8 @@ import {
 import { LastGoodRecords } from './last-good';
 import { forEachLimited } from './limited';
 
-export type { JobCompletedListener, LifecycleListener } from '../libvirt/domain-events';
+export type { JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
+export type { JobStatistics } from '../libvirt/domain-calls';
 export type { TypedParamValue } from '../libvirt/typed-params';
 
 export interface LibvirtCollectorOptions {
@@ -97,6 +100,8 @@ export class LibvirtCollector {
   private listPending = false;
 
   private readonly inFlight = new Set<string>();
+  /** Domains whose job statistics call has not returned yet (one at a time each). */
+  private readonly jobCallsInFlight = new Set<string>();
   private readonly xmlCache = new Map<string, { digest: string; facts: DomainXmlFacts }>();
   private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts);
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
@@ -144,6 +149,50 @@ export class LibvirtCollector {
   /** Completed jobs (migration, save, dump, ...) with their statistics; returns an unsubscribe function. */
   onJobCompleted(cb: JobCompletedListener): () => void {
     return this.connection.events.onJobCompleted(cb);
+  }
+
+  /** Each pass of an outgoing migration (source host only); returns an unsubscribe function. */
+  onMigrationIteration(cb: MigrationIterationListener): () => void {
+    return this.connection.events.onMigrationIteration(cb);
+  }
+
+  /**
+   * One domain's job statistics: its current job, or (`completed`) its last
+   * completed one, which libvirt keeps for the next reader (an operator's
+   * `virsh domjobinfo --completed` still sees it). Under the domain
+   * deadline; a call that misses it keeps the domain from further job calls
+   * until it returns. Rejects with a LibvirtError (VIR_ERR_NO_DOMAIN when the
+   * domain is gone).
+   */
+  async jobStatistics(uuid: string, which: 'current' | 'completed'): Promise<JobStatistics> {
+    const conn = this.connection.current;
+    if (conn === null) {
+      throw new LibvirtError('virDomainGetJobStats', ErrorCode.NO_CONNECT, 0, `not connected to ${this.connection.describeUri()}`);
+    }
+    if (this.jobCallsInFlight.has(uuid)) {
+      throw new LibvirtError('virDomainGetJobStats', ErrorCode.OPERATION_TIMEOUT, 0, `domain ${uuid} has not answered the previous call yet`);
+    }
+    this.jobCallsInFlight.add(uuid);
+    retainConnection(conn);
+    const flags = which === 'completed' ? JobStatsFlag.COMPLETED | JobStatsFlag.KEEP_COMPLETED : 0;
+    const call = lookupDomain(conn, uuid).then(async (dom) => {
+      try {
+        return await jobStatistics(dom, flags);
+      } finally {
+        await releaseDomainLater(dom);
+      }
+    });
+    // Cleanup waits for the call itself, not for the deadline.
+    void call.catch(() => undefined).finally(() => {
+      this.jobCallsInFlight.delete(uuid);
+      void closeConnection(conn).catch(() => undefined);
+    });
+    try {
+      return await withDeadline(call, this.domainTimeoutMs, `job statistics of ${uuid}`);
+    } catch (err) {
+      await this.connection.checkAfterError(conn, err);
+      throw err;
+    }
   }
 
   /**

@@ -240,6 +240,12 @@ export async function releaseDomainLater(dom: DomainPtr): Promise<void> {
   await callAsync(api().virDomainFree, dom).catch(() => undefined);
 }
 
+/** The domain with this UUID; rejects with VIR_ERR_NO_DOMAIN when there is none. Release it with releaseDomain. */
+export function lookupDomain(conn: ConnectPtr, uuid: string): Promise<DomainPtr> {
+  return callChecked(api().virDomainLookupByUUIDString, [conn, uuid], (dom) => dom !== null,
+    'virDomainLookupByUUIDString', uuid, (dom) => dom as DomainPtr);
+}
+
 // ------------------------------------------------- domain accessors (local)
 
 export function domainUuid(dom: DomainPtr): string {

@@ -168,6 +168,31 @@ export function jobStats(dom: DomainPtr): Promise<JobState> {
   });
 }
 
+export interface JobStatistics {
+  /** virDomainJobType: 0 none, 1 bounded, 2 unbounded, 3 completed, 4 failed, 5 cancelled. */
+  type: number;
+  /** The VIR_DOMAIN_JOB_* typed parameters ("operation", "time_elapsed", "data_processed", ...). */
+  params: ReadonlyMap<string, TypedParamValue>;
+}
+
+/**
+ * virDomainGetJobStats with all its figures; `flags` (JobStatsFlag) select
+ * the last completed job instead of the current one.
+ */
+export function jobStatistics(dom: DomainPtr, flags: number): Promise<JobStatistics> {
+  const type: [number] = [0];
+  const params: [NativePtr | null] = [null];
+  const nparams: [number] = [0];
+  return callChecked(api().virDomainGetJobStats, [dom, type, params, nparams, flags], nonNegative, 'virDomainGetJobStats', null, () => {
+    if (params[0] === null) return { type: type[0], params: new Map<string, TypedParamValue>() };
+    try {
+      return { type: type[0], params: decodeNativeTypedParams(params[0], nparams[0]) };
+    } finally {
+      api().virTypedParamsFree(params[0], nparams[0]);
+    }
+  });
+}
+
 /** The current job's type (virDomainGetJobInfo), for drivers without virDomainGetJobStats. */
 export function jobInfo(dom: DomainPtr): Promise<JobState> {
   const info: Partial<JobInfoStruct> = {};

@@ -1,5 +1,5 @@
-// Domain lifecycle and job-completed events, and the connection close
-// callback, for one LibvirtCollector.
+// Domain lifecycle, migration-iteration and job-completed events, and the
+// connection close callback, for one LibvirtCollector.
 //
 // libvirt calls these from the thread running its event loop (a libuv pool
 // thread, see event-loop.ts); koffi relays each call to the main thread, so
@@ -24,6 +24,8 @@ import { decodeNativeTypedParams, type TypedParamValue } from './typed-params';
 export type LifecycleListener = (uuid: string, event: number, detail: number) => void;
 /** `params` are the job statistics (VIR_DOMAIN_JOB_*), e.g. "operation", "time_elapsed". */
 export type JobCompletedListener = (uuid: string, params: ReadonlyMap<string, TypedParamValue>) => void;
+/** An outgoing migration began pass `iteration` over guest memory (source host only). */
+export type MigrationIterationListener = (uuid: string, iteration: number) => void;
 
 /** virConnectCloseReason. */
 const CLOSE_REASONS = ['error', 'end of file', 'keepalive timeout', 'client closed'];
@@ -31,18 +33,21 @@ const CLOSE_REASONS = ['error', 'end of file', 'keepalive timeout', 'client clos
 interface Trampolines {
   lifecycle: NativePtr;
   jobCompleted: NativePtr;
+  migrationIteration: NativePtr;
   close: NativePtr;
 }
 
 interface Registration {
   lifecycleId: number | null;
   jobCompletedId: number | null;
+  migrationIterationId: number | null;
   closeRegistered: boolean;
 }
 
 export class DomainEvents {
   private readonly lifecycle = new Set<LifecycleListener>();
   private readonly jobCompleted = new Set<JobCompletedListener>();
+  private readonly migrationIteration = new Set<MigrationIterationListener>();
   private trampolines: Trampolines | null = null;
   private readonly registrations = new Map<ConnectPtr, Registration>();
 
@@ -62,16 +67,26 @@ export class DomainEvents {
     return () => void this.jobCompleted.delete(cb);
   }
 
+  onMigrationIteration(cb: MigrationIterationListener): () => void {
+    this.migrationIteration.add(cb);
+    return () => void this.migrationIteration.delete(cb);
+  }
+
   /** Registers all callbacks on a new connection. Only the lifecycle registration is required. */
   async subscribe(conn: ConnectPtr): Promise<void> {
     const t = this.ensureTrampolines();
-    const reg: Registration = { lifecycleId: null, jobCompletedId: null, closeRegistered: false };
+    const reg: Registration = { lifecycleId: null, jobCompletedId: null, migrationIterationId: null, closeRegistered: false };
     this.registrations.set(conn, reg);
     reg.lifecycleId = await registerDomainEvent(conn, DomainEventId.LIFECYCLE, t.lifecycle);
     try {
       reg.jobCompletedId = await registerDomainEvent(conn, DomainEventId.JOB_COMPLETED, t.jobCompleted);
     } catch (err) {
       this.log('debug', `job-completed events unavailable: ${(err as Error).message}`);
+    }
+    try {
+      reg.migrationIterationId = await registerDomainEvent(conn, DomainEventId.MIGRATION_ITERATION, t.migrationIteration);
+    } catch (err) {
+      this.log('debug', `migration-iteration events unavailable: ${(err as Error).message}`);
     }
     try {
       await registerCloseCallback(conn, t.close);
@@ -90,6 +105,7 @@ export class DomainEvents {
     const ignore = (): undefined => undefined;
     if (reg.lifecycleId !== null) await deregisterDomainEvent(conn, reg.lifecycleId).catch(ignore);
     if (reg.jobCompletedId !== null) await deregisterDomainEvent(conn, reg.jobCompletedId).catch(ignore);
+    if (reg.migrationIterationId !== null) await deregisterDomainEvent(conn, reg.migrationIterationId).catch(ignore);
     if (reg.closeRegistered) await unregisterCloseCallback(conn, this.trampolines.close).catch(ignore);
   }
 
@@ -116,6 +132,10 @@ export class DomainEvents {
           this.emitJobCompleted(dom as DomainPtr, params, nparams),
         koffi.pointer(protos.jobCompletedCallback),
       ),
+      migrationIteration: koffi.register(
+        (_conn: NativePtr, dom: NativePtr, iteration: number) => this.emitMigrationIteration(dom as DomainPtr, iteration),
+        koffi.pointer(protos.migrationIterationCallback),
+      ),
       close: koffi.register(
         (conn: NativePtr, reason: number) => this.onClose(conn as ConnectPtr, CLOSE_REASONS[reason] ?? `reason ${reason}`),
         koffi.pointer(protos.closeFunc),
@@ -133,6 +153,11 @@ export class DomainEvents {
     const uuid = domainUuid(dom);
     const decoded = decodeNativeTypedParams(params, nparams);
     for (const cb of this.jobCompleted) this.safely(() => cb(uuid, decoded));
+  }
+
+  private emitMigrationIteration(dom: DomainPtr, iteration: number): void {
+    const uuid = domainUuid(dom);
+    for (const cb of this.migrationIteration) this.safely(() => cb(uuid, iteration));
   }
 
   /** A throwing listener must not unwind into libvirt's dispatch. */

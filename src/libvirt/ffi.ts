@@ -96,7 +96,14 @@ export const GET_ALL_DOMAINS_STATS_NOWAIT = 1 << 29;
 /** virDomainEventID. */
 export const DomainEventId = {
   LIFECYCLE: 0,
+  MIGRATION_ITERATION: 20,
   JOB_COMPLETED: 21,
+} as const;
+
+/** virDomainGetJobStatsFlags: KEEP_COMPLETED leaves the completed job's statistics for the next reader. */
+export const JobStatsFlag = {
+  COMPLETED: 1 << 0,
+  KEEP_COMPLETED: 1 << 1,
 } as const;
 
 /** virTypedParameterType. */
@@ -156,6 +163,8 @@ export interface LibvirtApi {
   // Domain handles and local accessors (no driver call, never block)
   virDomainRef: KoffiFunc<(dom: DomainPtr) => number>;
   virDomainFree: KoffiFunc<(dom: DomainPtr) => number>;
+  /** NULL (with VIR_ERR_NO_DOMAIN) when the connection has no such domain. */
+  virDomainLookupByUUIDString: KoffiFunc<(conn: ConnectPtr, uuid: string) => DomainPtr | null>;
   virDomainGetUUIDString: KoffiFunc<(dom: DomainPtr, buf: Buffer) => number>;
   virDomainGetName: KoffiFunc<(dom: DomainPtr) => string | null>;
   virDomainGetID: KoffiFunc<(dom: DomainPtr) => number>;
@@ -229,6 +238,8 @@ export interface LibvirtProtos {
   lifecycleCallback: TypeObject;
   /** void (*)(virConnectPtr, virDomainPtr, virTypedParameterPtr params, int nparams, void *opaque) */
   jobCompletedCallback: TypeObject;
+  /** void (*)(virConnectPtr, virDomainPtr, int iteration, void *opaque) */
+  migrationIterationCallback: TypeObject;
   /** virError, for koffi.decode of the handler's argument. */
   errorStruct: TypeObject;
   /** virDomainBlockStatsStruct, whose size virDomainBlockStats wants. */
@@ -344,6 +355,8 @@ function load(): Libvirt {
 
     virDomainRef: f('virDomainRef', 'int', [ptr]),
     virDomainFree: f('virDomainFree', 'int', [ptr]),
+    // virDomainPtr virDomainLookupByUUIDString(virConnectPtr conn, const char *uuidstr)
+    virDomainLookupByUUIDString: f('virDomainLookupByUUIDString', ptr, [ptr, str]),
     virDomainGetUUIDString: f('virDomainGetUUIDString', 'int', [ptr, ptr]),
     virDomainGetName: f('virDomainGetName', str, [ptr]),
     virDomainGetID: f('virDomainGetID', 'uint', [ptr]),
@@ -386,6 +399,7 @@ function load(): Libvirt {
     closeFunc: koffi.proto('void', [ptr, 'int', ptr]),
     lifecycleCallback: koffi.proto('void', [ptr, ptr, 'int', 'int', ptr]),
     jobCompletedCallback: koffi.proto('void', [ptr, ptr, ptr, 'int', ptr]),
+    migrationIterationCallback: koffi.proto('void', [ptr, ptr, 'int', ptr]),
     errorStruct,
     legacyBlockStatsStruct: legacyBlockStats,
   };

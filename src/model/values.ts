@@ -20,6 +20,19 @@ export function counter64(n: bigint): Value {
   return { type: ValueType.Counter64, value: BigInt.asUintN(64, n < 0n ? 0n : n) };
 }
 
+/** Gauge32 and Unsigned32 (the same encoding): clamped to 0..2^32-1, never wrapped. */
+export function gauge32(n: number): Value {
+  const v = Number.isFinite(n) ? Math.min(Math.max(Math.floor(n), 0), 0xffffffff) : 0;
+  return v === 0 ? GAUGE_ZERO : { type: ValueType.Gauge32, value: v };
+}
+const GAUGE_ZERO: Value = { type: ValueType.Gauge32, value: 0 };
+
+/** CounterBasedGauge64 (HCNUM-TC): a Counter64 that stays at 2^64-1 rather than wrap. */
+export function gauge64(n: bigint): Value {
+  const max = (1n << 64n) - 1n;
+  return { type: ValueType.Counter64, value: n < 0n ? 0n : n > max ? max : n };
+}
+
 export function timeTicks(centiseconds: number): Value {
   return { type: ValueType.TimeTicks, value: Math.max(0, Math.floor(centiseconds)) % 0x100000000 };
 }

@@ -10,6 +10,7 @@ import {
   adminString, counter64, integer, macBytes, objectId, octets, scaleToInteger32, timeTicks, uuidBytes,
 } from './values';
 import { adminState, operState } from './vm-state';
+import { addMigrationTable } from './vmm-agentx-mib';
 import * as O from './vm-mib-oids';
 
 export interface ModelState {
@@ -161,6 +162,8 @@ function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[]
         b.add(oid, value as Value);
       }
     },
+    // VMM-AGENTX-MIB follows VM-MIB in OID order (enterprises > mib-2).
+    () => addMigrationTable(b, rows, snapshot.migrations, hvUpTimeTicks(snapshot.host), state.now),
   ];
 }
 

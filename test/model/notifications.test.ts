@@ -1,10 +1,15 @@
-import { notificationsFor, vmListBitmap, VmStateRecord } from '../../src/notifications';
+import { notificationsFor as batchFor, vmListBitmap, VmStateRecord } from '../../src/notifications';
 import { OperState, Persistent } from '../../src/model/vm-mib-oids';
 import { formatOid, ValueType } from '../../agentx';
 
 const rec = (vmIndex: number, operState: OperState, name = `vm${vmIndex}`): VmStateRecord =>
   ({ vmIndex, uuid: `00000000-0000-0000-0000-${String(vmIndex).padStart(12, '0')}`, name, operState, persistent: Persistent.Persistent });
 const map = (...r: VmStateRecord[]) => new Map(r.map((x) => [x.uuid, x]));
+/** A batch as sent when the storm guard lets everything through: per-VM first, then bulk. */
+const notificationsFor = (...args: Parameters<typeof batchFor>) => {
+  const { perVm, bulk } = batchFor(...args);
+  return [...perVm, ...bulk];
+};
 const trap = (n: { trapOid: readonly number[] }) => formatOid(n.trapOid);
 
 describe('VM-MIB notifications from two refreshes', () => {

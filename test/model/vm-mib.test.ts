@@ -22,6 +22,7 @@ function snapshot(domains: DomainRecord[]): Snapshot {
       mounts: [],
     },
     imagePaths: new Map(),
+    migrations: new Map(),
   };
 }
 
