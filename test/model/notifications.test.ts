@@ -1,4 +1,4 @@
-import { notificationsFor as batchFor, vmListBitmap, VmStateRecord } from '../../src/notifications';
+import { NotificationStormGuard, notificationsFor as batchFor, vmListBitmap, VmStateRecord } from '../../src/notifications';
 import { OperState, Persistent } from '../../src/model/vm-mib-oids';
 import { formatOid, ValueType } from '../../agentx';
 
@@ -51,5 +51,38 @@ describe('VM-MIB notifications from two refreshes', () => {
     expect(vmListBitmap([1, 10])).toEqual(Buffer.from([0x80, 0x40]));
     expect(vmListBitmap([8, 9, 16])).toEqual(Buffer.from([0x01, 0x81]));
     expect(vmListBitmap([])).toEqual(Buffer.alloc(0));
+  });
+});
+
+describe('NotificationStormGuard', () => {
+  const n = (k: number) => ({ trapOid: [1, 3, 6, 1, 2, 1, 236, 0, k], varbinds: [] });
+  const batch = (perVm: number, bulk = 1) => ({
+    perVm: Array.from({ length: perVm }, () => n(1)),
+    bulk: Array.from({ length: bulk }, () => n(11)),
+  });
+
+  test('per-VM notifications pass up to the limit within a second; above it only bulk ones, for the rest of that second', () => {
+    const lines: string[] = [];
+    const guard = new NotificationStormGuard(20, (level, m) => lines.push(`${level}: ${m}`));
+    expect(guard.admit(batch(15), 0, true)).toHaveLength(16);
+    expect(guard.admit(batch(5), 100, true)).toHaveLength(6);
+    // The 21st within the second: held back, and so is everything after it in that second.
+    expect(guard.admit(batch(1), 200, true)).toHaveLength(1);
+    expect(guard.admit(batch(1, 0), 900, true)).toHaveLength(0);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^warn: more than 20 per-VM notifications in one second.*only bulk/);
+    // A new second starts below the limit again, still storming (it held some back in the last second).
+    expect(guard.admit(batch(3), 1000, true)).toHaveLength(4);
+    // After a second without any held back, the storm is declared over.
+    expect(guard.admit(batch(1), 2100, true)).toHaveLength(2);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toBe('info: notification storm over: 2 per-VM notifications were held back; per-VM notifications resume');
+  });
+
+  test('one batch above the limit sends only its bulk part; limit 0 lets everything through', () => {
+    const lines: string[] = [];
+    expect(new NotificationStormGuard(20, (_l, m) => lines.push(m)).admit(batch(500, 1), 0, false)).toHaveLength(1);
+    expect(lines[0]).toContain('vmBulkNotificationsEnabled is false');
+    expect(new NotificationStormGuard(0, () => undefined).admit(batch(500, 1), 0, true)).toHaveLength(501);
   });
 });
