@@ -110,7 +110,8 @@ export class MigrationTracker {
         if (job.direction === 'outgoing') probes.push({ uuid: d.uuid, which: 'current' });
       } else if (t !== undefined && fresh) {
         ended.push({ uuid: d.uuid, t, d });
-        if (!this.completedEvents.has(d.uuid) && d.id >= 0) probes.push({ uuid: d.uuid, which: 'completed' });
+        // A persistent source keeps the domain, shut off, with the completed statistics.
+        if (!this.completedEvents.has(d.uuid)) probes.push({ uuid: d.uuid, which: 'completed' });
       }
     }
     if (fresh) {
