@@ -53,7 +53,9 @@ bin/vmm-agentx --libvirt-uri "test://$ROOT/examples/libvirt/demo-host.xml" \
 AGENT_PID=$!
 
 export SNMP_PERSISTENT_DIR="$LAB/client" SNMPCONFPATH="$LAB/client"
-printf 'mibdirs %s/mib:%s/node_modules/net-snmp/lib/mibs\nmibs SNMPv2-MIB:IF-MIB:VM-MIB\n' "$ROOT" "$ROOT" > "$LAB/client/snmp.conf"
+# /usr/share/snmp/mibs holds NET-SNMP-MIB, under whose netSnmpPlaypen VMM-AGENTX-MIB lives.
+printf 'mibdirs %s/mib:%s/node_modules/net-snmp/lib/mibs:/usr/share/snmp/mibs\nmibs SNMPv2-MIB:IF-MIB:VM-MIB:VMM-AGENTX-MIB\n' \
+  "$ROOT" "$ROOT" > "$LAB/client/snmp.conf"
 for _ in $(seq 100); do
   if snmpget -v2c -c public -t 1 -r 0 "127.0.0.1:$PORT" VM-MIB::vmNumber.0 2>/dev/null | grep -q INTEGER; then break; fi
   sleep 0.1
@@ -67,3 +69,6 @@ snmpwalk -v2c -c public "127.0.0.1:$PORT" VM-MIB::vmMIB | node scripts/uuid-colu
 echo
 echo "== snmptable VM-MIB::vmTable (first 160 columns of text)"
 snmptable -v2c -c public -Ci -Cf '|' "127.0.0.1:$PORT" VM-MIB::vmTable | node scripts/uuid-column.js "$LAB/uuids.txt" --table | cut -c1-160
+echo
+echo "== snmptable VMM-AGENTX-MIB::vmmMigrationTable (the project's extension: live migration; the first columns)"
+snmptable -v2c -c public -Ci -Cf '|' "127.0.0.1:$PORT" VMM-AGENTX-MIB::vmmMigrationTable | cut -d'|' -f1-6,15-16
