@@ -314,6 +314,9 @@ async function blockStatsAnyApi(
   return legacyBlockStats(dom, target);
 }
 
+/** An unbounded job (virDomainJobType 2) of operation migration-in (virDomainJobOperation 4). */
+const INCOMING_MIGRATION = { type: 2, operation: 4 } as const;
+
 /**
  * The current job: virDomainGetJobStats (names the operation), else
  * virDomainGetJobInfo; null when the driver has neither (learned once).
@@ -330,6 +333,13 @@ async function queryJob(t: DomainTarget, active: boolean, ctx: DomainQueryContex
       support[key] = 'yes';
       return job;
     } catch (err) {
+      // QEMU's driver refuses statistics of an incoming migration with
+      // VIR_ERR_OPERATION_UNSUPPORTED ("available only on the source host"):
+      // that refusal is the destination's only sign of the job. (A driver
+      // without the API fails with VIR_ERR_NO_SUPPORT instead.)
+      if (err instanceof LibvirtError && err.code === ErrorCode.OPERATION_UNSUPPORTED) {
+        return { type: INCOMING_MIGRATION.type, operation: INCOMING_MIGRATION.operation };
+      }
       if (err instanceof LibvirtError && err.isUnsupported) {
         support[key] = 'no';
         continue;
