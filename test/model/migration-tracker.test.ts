@@ -14,6 +14,7 @@ import { migrationRow } from '../../src/model/vmm-agentx-mib';
 import { MigrationColumn } from '../../src/model/vmm-agentx-oids';
 import type { DomainRecord } from '../../src/snapshot';
 import { MigrationStore } from '../../src/state/migration-store';
+import type { Value } from '../../agentx';
 import { recordingLog } from '../harness/log';
 import { domainRecord } from '../harness/records';
 
@@ -175,7 +176,10 @@ describe('MigrationTracker', () => {
 });
 
 describe('vmmMigrationEntry values', () => {
-  const col = (row: readonly { value: unknown }[], c: MigrationColumn) => row[c - 1].value;
+  const col = (row: readonly Value[], c: MigrationColumn) => {
+    const v = row[c - 1];
+    return 'value' in v ? v.value : undefined;
+  };
 
   test('a VM that never migrated reads none and zeros; a running job shows its figures; the last one its result', () => {
     const idleRow = migrationRow(undefined, 1000, 0);
