@@ -27,11 +27,11 @@
 // How it is made up, from the agent's debug line "refresh: … X ms wall"
 // (logged when a refresh ends, after the notification was handed to snmpd
 // and the state file saved): refresh start ≈ arrival of that line − X, which
-// splits trap − event into event → refresh start (the event debounce and the
-// hop into Node) and refresh start → trap (collection, model, AgentX Notify,
+// splits trap − event into event → refresh start (the hop into Node and the
+// agent's turn of its event loop) and refresh start → trap (collection, model, AgentX Notify,
 // snmpd, snmptrapd). Both instants are a client's view, so expect an
 // error of a millisecond or so (a few under load): a busy watcher prints its
-// event late, which shows as a refresh "starting" before the debounce ended.
+// event late, which shows as a refresh "starting" before the event.
 // The report and every transition's figures go to
 // .bench-out/notification-latency.txt.
 //
@@ -43,7 +43,7 @@
 // BENCH_EXTRA_VMS (more running test-driver domains the agent refreshes each
 // time, default 0: test:///default's one domain only).
 import { ChildProcessWithoutNullStreams, spawn } from 'child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
@@ -61,8 +61,6 @@ const GOAL_MEDIAN_MS = 50;
 /** How long one transition may take before the bench gives up. */
 const TRANSITION_TIMEOUT_MS = 10_000;
 const OUT_FILE = path.resolve(__dirname, '../../.bench-out/notification-latency.txt');
-/** The agent the launcher runs (compiled to dist/bench/, hence ../src). */
-const AGENT_JS = path.resolve(__dirname, '../src/agent.js');
 
 const DOMAIN = 'test';
 const VM_MIB = '.1.3.6.1.2.1.236';
@@ -378,13 +376,6 @@ const row = (label: string, values: readonly number[]): string => {
   return `  ${label.padEnd(50)}${ms(s.median)}${ms(s.p90)}${ms(s.max)}${ms(s.min)}`;
 };
 
-/** EVENT_DEBOUNCE_MS as compiled into the agent the launcher runs, so the report says which agent it measured. */
-function agentDebounce(): string {
-  if (!existsSync(AGENT_JS)) return 'unknown';
-  const m = /EVENT_DEBOUNCE_MS = (\d+)/.exec(readFileSync(AGENT_JS, 'utf8'));
-  return m ? `${m[1]} ms` : 'unknown';
-}
-
 function report(samples: readonly Sample[], env: { unexpectedTraps: number; started: number; load: string }): string {
   const latency = samples.map((s) => s.trapAt);
   const s = stats(latency);
@@ -392,7 +383,7 @@ function report(samples: readonly Sample[], env: { unexpectedTraps: number; star
   const lines = [
     `vmm-agentx notification latency — npm run bench:notify (node dist/bench/notification-latency.js)`,
     `${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, load ${env.load}, took ${((Date.now() - env.started) / 1000).toFixed(0)} s`,
-    `agent: bin/vmm-agentx (${launcherSettings()}), --refresh 3600, EVENT_DEBOUNCE_MS in dist/src/agent.js: ${agentDebounce()}`,
+    `agent: bin/vmm-agentx (${launcherSettings()}), --refresh 3600`,
     `libvirt: session libvirtd, test driver over RPC (test+unix:///default), ${1 + EXTRA_VMS} running domain(s); ` +
       `snmpd trap2sink → snmptrapd on 127.0.0.1, all loopback / unix sockets`,
     `${samples.length} transitions (virsh suspend/resume of "${DOMAIN}" in turn, one at a time, ${GAP_MS} ms apart) after ${WARMUP} untimed`,
@@ -406,7 +397,7 @@ function report(samples: readonly Sample[], env: { unexpectedTraps: number; star
   ];
   lines.push(
     `  made up of (refresh start = arrival of the agent's "refresh: … ms wall" line − that wall time):`,
-    row('  event → agent refresh starts (debounce etc.)', samples.map((x) => x.refreshStartAt)),
+    row('  event → agent refresh starts', samples.map((x) => x.refreshStartAt)),
     row('  refresh start → trap (collect, model, notify)', samples.map((x) => x.trapAt - x.refreshStartAt)),
     row('  refresh wall time as the agent logs it', samples.map((x) => x.refreshWallMs)),
   );
@@ -419,7 +410,7 @@ function report(samples: readonly Sample[], env: { unexpectedTraps: number; star
     `refreshes beyond one per transition: ${extraRefreshes}; VM-MIB notifications not matched to a transition: ${env.unexpectedTraps}`,
     '',
     `notify latency: median ${s.median.toFixed(1)} ms, p90 ${s.p90.toFixed(1)} ms, max ${s.max.toFixed(1)} ms over ${samples.length} ` +
-      `transitions (libvirt event at a client → snmptrapd logs the vmPaused/vmRunning; agent debounce ${agentDebounce()}); ` +
+      `transitions (libvirt event at a client → snmptrapd logs the vmPaused/vmRunning); ` +
       `goal median ≤ ${GOAL_MEDIAN_MS} ms: ${s.median <= GOAL_MEDIAN_MS ? 'met' : 'NOT met'}`,
   );
   return lines.join('\n') + '\n';

@@ -31,8 +31,17 @@ export interface AgentDeps {
   clock?: () => number;
 }
 
-/** How long a burst of libvirt events is gathered into one refresh. */
-const EVENT_DEBOUNCE_MS = 50;
+/**
+ * Which domains a refresh asks libvirt about: those events named, or all
+ * (timer, reconnect, start).
+ */
+type Scope = ReadonlySet<string> | 'all';
+
+function widen(a: Scope | null, b: Scope): Scope {
+  if (a === null) return b;
+  if (a === 'all' || b === 'all') return 'all';
+  return new Set([...a, ...b]);
+}
 
 export class VmmAgent {
   readonly responder: Responder;
@@ -50,7 +59,10 @@ export class VmmAgent {
   private modelState: ModelState;
   private currentView: MibView | null = null;
   private refreshing: Promise<void> | null = null;
-  private refreshAgain = false;
+  /** What the refresh after the running one must cover, or null for none. */
+  private refreshAgain: Scope | null = null;
+  /** Domains named by events since the last refresh was scheduled. */
+  private eventScope: Scope | null = null;
   /** After stop(): no new refresh starts (a libvirt event may still arrive). */
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
@@ -89,22 +101,31 @@ export class VmmAgent {
     for (const { oid, object } of vmMibWritables(writable)) this.responder.addWritable(oid, object);
     // A libvirt event refreshes at once; a burst of events (a host booting
     // fifty VMs) becomes one refresh.
-    deps.domains.onEvent(() => this.refreshSoon());
+    // uuid '': the connection was lost or restored, which concerns every domain.
+    deps.domains.onEvent((uuid) => this.refreshSoon(uuid === '' ? 'all' : new Set([uuid])));
     // A job-completed event also triggers a refresh (onEvent); the first
     // pass of a migration the agent does not know yet is its earliest sign.
     deps.domains.onJobEvent?.((e) => {
       if (e.kind === 'completed') this.collector.jobCompleted(e.uuid, e.params);
-      else if (!this.collector.migrationKnown(e.uuid)) this.refreshSoon();
+      else if (!this.collector.migrationKnown(e.uuid)) this.refreshSoon(new Set([e.uuid]));
     });
   }
 
-  /** A refresh shortly: a burst of events becomes one. */
-  private refreshSoon(): void {
-    if (this.eventTimer || this.stopped) return;
+  /**
+   * A refresh of the domains events named, as soon as the events already
+   * queued have been read: a burst of them becomes one refresh (and events
+   * during a refresh, one more).
+   */
+  private refreshSoon(scope: Scope): void {
+    if (this.stopped) return;
+    this.eventScope = widen(this.eventScope, scope);
+    if (this.eventTimer) return;
     this.eventTimer = setTimeout(() => {
       this.eventTimer = null;
-      void this.refresh();
-    }, EVENT_DEBOUNCE_MS);
+      const named = this.eventScope ?? 'all';
+      this.eventScope = null;
+      void this.refresh(named);
+    }, 0);
   }
 
   private now(): number {
@@ -153,25 +174,31 @@ export class VmmAgent {
     await Promise.all([this.deps.store.save(), this.migrationStore.flushed()]);
   }
 
-  /** One refresh; concurrent callers share it, and a call during a refresh causes one more. */
-  refresh(): Promise<void> {
+  /**
+   * One refresh; concurrent callers share it, and a call during a refresh
+   * causes one more. `scope`: the domains to ask libvirt about (the others
+   * keep their last values); all by default.
+   */
+  refresh(scope: Scope = 'all'): Promise<void> {
     if (this.stopped) return Promise.resolve();
     if (this.refreshing) {
-      this.refreshAgain = true;
+      this.refreshAgain = widen(this.refreshAgain, scope);
       return this.refreshing;
     }
+    this.refreshAgain = scope;
     this.refreshing = (async () => {
       try {
-        do {
-          this.refreshAgain = false;
+        while (this.refreshAgain !== null && !this.stopped) {
+          const current = this.refreshAgain;
+          this.refreshAgain = null;
           try {
-            await this.refreshOnce();
+            await this.refreshOnce(current);
           } catch (err) {
             // A refresh that fails (a bug, or data no rule foresaw) must not
             // take the agent down: the last view keeps being served.
             this.deps.log('error', `refresh failed, serving the previous values: ${(err as Error).stack ?? String(err)}`);
           }
-        } while (this.refreshAgain && !this.stopped);
+        }
       } finally {
         this.refreshing = null;
       }
@@ -179,14 +206,14 @@ export class VmmAgent {
     return this.refreshing;
   }
 
-  private async refreshOnce(): Promise<void> {
+  private async refreshOnce(scope: Scope): Promise<void> {
     const { config, store, log } = this.deps;
     // Wall time and CPU of the whole process (every thread: the libuv pool runs
     // the libvirt calls), so an operator can see what one refresh costs.
     const wallBefore = performance.now();
     const cpuBefore = process.cpuUsage();
     const takenAt = this.now();
-    const collection = await this.collector.collect(takenAt, (uuid, id) => store.isNewRun(uuid, id));
+    const collection = await this.collector.collect(takenAt, (uuid, id) => store.isNewRun(uuid, id), scope === 'all' ? undefined : scope);
     const { snapshot } = collection;
     const indexes = store.assign(indexKeys(snapshot.domains ?? [], collection.runStarts), takenAt);
     const down = collection.libvirtDownSince;
@@ -220,7 +247,8 @@ export class VmmAgent {
     void releaseFreedNativeMemory();
     const cpu = process.cpuUsage(cpuBefore);
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +
-      `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})`);
+      `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})` +
+      (scope === 'all' ? '' : `; libvirt asked about ${scope.size} domain(s) events named`));
   }
 
   /** Samples running outgoing migrations every MIGRATION_SAMPLE_MS while there are any. */

@@ -27,8 +27,8 @@ export class LibvirtDomainSource implements DomainSource {
     }
   }
 
-  collect(): Promise<DomainRecord[]> {
-    return this.collector.collect();
+  collect(only?: ReadonlySet<string>): Promise<DomainRecord[]> {
+    return this.collector.collect(only);
   }
 
   lastKnown(): DomainRecord[] {

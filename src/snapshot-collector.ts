@@ -23,10 +23,14 @@ export type JobEvent =
   | { kind: 'completed'; uuid: string; params: ReadonlyMap<string, TypedParamValue> };
 
 /** What the agent needs from libvirt; LibvirtDomainSource provides it. */
-export interface DomainSource extends Collector<void, DomainRecord[]> {
+export interface DomainSource extends Collector<ReadonlySet<string> | undefined, DomainRecord[]> {
   hypervisorInfo(): HypervisorInfo | null;
-  /** Every domain, or a rejection while libvirt is unreachable. */
-  collect(): Promise<DomainRecord[]>;
+  /**
+   * Every domain, or a rejection while libvirt is unreachable. `only`: the
+   * domains that need asking now (an event named them); the others may keep
+   * their last values.
+   */
+  collect(only?: ReadonlySet<string>): Promise<DomainRecord[]>;
   /** The last good record of every domain, served while libvirt is unreachable. */
   lastKnown(): DomainRecord[];
   onEvent(cb: (uuid: string) => void): void;
@@ -107,12 +111,17 @@ export class SnapshotCollector {
 
   /**
    * One snapshot. `isNewRun` tells which running domains' start the index
-   * store has not recorded yet: only those are looked up.
+   * store has not recorded yet: only those are looked up. `only`: ask
+   * libvirt about these domains alone (see DomainSource.collect).
    */
-  async collect(takenAt: number, isNewRun: (uuid: string, domainId: number) => boolean): Promise<Collection> {
+  async collect(
+    takenAt: number,
+    isNewRun: (uuid: string, domainId: number) => boolean,
+    only?: ReadonlySet<string>,
+  ): Promise<Collection> {
     const [host, domains] = await Promise.all([
       this.registry.run(this.host, undefined),
-      this.registry.run(this.domains, undefined),
+      this.registry.run(this.domains, only),
     ]);
     // The host collector reports unreadable files itself and does not reject;
     // should it, the last host facts stand in.

@@ -280,6 +280,10 @@ export class LastGoodRecords {
     return n === undefined ? undefined : this.decode(uuid, n);
   }
 
+  has(uuid: string): boolean {
+    return this.loose.has(uuid) || this.index.has(uuid);
+  }
+
   delete(uuid: string): void {
     this.loose.delete(uuid);
     this.index.delete(uuid);

@@ -80,7 +80,8 @@ export interface OpenOptions {
 const STATS_GROUPS = StatsGroup.STATE | StatsGroup.CPU_TOTAL | StatsGroup.BALLOON | StatsGroup.VCPU | StatsGroup.BLOCK;
 const TIMED_OUT = Symbol('timed out');
 
-type Outcome = { kind: 'ok'; record: DomainRecord } | { kind: 'failed'; error: unknown } | { kind: 'late' };
+/** 'late': missed its deadline; 'kept': not asked this time (a collection of the domains an event named). */
+type Outcome = { kind: 'ok'; record: DomainRecord } | { kind: 'failed'; error: unknown } | { kind: 'late' } | { kind: 'kept' };
 
 /** What one connection's driver turned out to support; relearned after a reconnect. */
 interface DriverKnowledge extends DriverSupport {
@@ -198,11 +199,13 @@ export class LibvirtCollector {
   /**
    * Every domain, active and inactive. Rejects with a LibvirtError while the
    * connection is down (a reconnect is already under way then). Concurrent
-   * calls share one collection.
+   * calls share one collection. `only`: the domains an event named; the
+   * others keep their last good values (with the state this collection's
+   * domain list reports), and domains not seen before are queried too.
    */
-  collect(): Promise<DomainRecord[]> {
+  collect(only?: ReadonlySet<string>): Promise<DomainRecord[]> {
     if (this.collecting === null) {
-      this.collecting = this.collectOnce().finally(() => {
+      this.collecting = this.collectOnce(only).finally(() => {
         this.collecting = null;
       });
     }
@@ -225,7 +228,7 @@ export class LibvirtCollector {
 
   // ---------------------------------------------------------------- collect
 
-  private async collectOnce(): Promise<DomainRecord[]> {
+  private async collectOnce(only: ReadonlySet<string> | undefined): Promise<DomainRecord[]> {
     // The previous collection's records are packed now rather than when it
     // ended: the agent was still building its view from them then, so both
     // forms would have been held at once, at the refresh's memory peak. (Also
@@ -241,13 +244,13 @@ export class LibvirtCollector {
     }
     retainConnection(conn);
     try {
-      return await this.collectFrom(conn);
+      return await this.collectFrom(conn, only);
     } finally {
       await closeConnection(conn).catch(() => undefined);
     }
   }
 
-  private async collectFrom(conn: ConnectPtr): Promise<DomainRecord[]> {
+  private async collectFrom(conn: ConnectPtr, only: ReadonlySet<string> | undefined): Promise<DomainRecord[]> {
     const driver = this.knowledgeOf(conn);
     let targets: DomainTarget[];
     let bulk: BulkFlags | null;
@@ -274,9 +277,11 @@ export class LibvirtCollector {
           this.logOnce(`${uuid}:${what}`, 'debug', `domain ${uuid}: ${what} unavailable: ${errorText(err)}`),
       };
       const outcomes = new Map<string, Outcome>();
-      await forEachLimited(targets, this.concurrency, async (t) => {
+      const asked = only === undefined ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
+      await forEachLimited(asked, this.concurrency, async (t) => {
         outcomes.set(t.uuid, await this.queryWithDeadline(t, ctx, handedOver));
       });
+      if (asked !== targets) for (const t of targets) if (!outcomes.has(t.uuid)) outcomes.set(t.uuid, { kind: 'kept' });
       return await this.assemble(conn, targets, outcomes);
     } finally {
       for (const t of targets) if (!handedOver.has(t)) releaseDomain(t.dom);
