@@ -213,3 +213,35 @@ describe('LibvirtCollector and a domain that hangs', () => {
     }
   });
 });
+
+describe('LibvirtCollector asked about the domains an event named', () => {
+  it('queries only those (and domains it has no record of); the others keep their values with the listed state', async () => {
+    const asked: string[] = [];
+    const collector = new LibvirtCollector({
+      queryDomain: (t, ctx) => {
+        asked.push(t.name);
+        return queryDomain(t, ctx);
+      },
+    });
+    await collector.open(URI, { readOnly: true });
+    try {
+      const first = await collector.collect();
+      expect(asked).toHaveLength(9);
+      const web = first.find((r) => r.name === 'web-01')!;
+      const runner = first.find((r) => r.name === 'build-runner')!;
+      asked.length = 0;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const second = await collector.collect(new Set([web.uuid]));
+      expect(asked).toEqual(['web-01']);
+      expect(second).toHaveLength(9);
+      // Asked: fresh (the test driver's CPU time follows the clock); kept: its last values.
+      expect(second.find((r) => r.name === 'web-01')!.cpuTimeNs).toBeGreaterThan(web.cpuTimeNs);
+      expect(second.find((r) => r.name === 'build-runner')).toEqual(runner);
+      asked.length = 0;
+      await collector.collect();
+      expect(asked).toHaveLength(9);
+    } finally {
+      await collector.close();
+    }
+  });
+});
