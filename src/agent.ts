@@ -3,8 +3,8 @@
 // lets the model turn them into a view (model/vm-mib.ts) and serves it;
 // notifications come from the difference to the last fresh refresh and from
 // the migrations that started or ended. Refreshes run on a timer and on
-// libvirt events; while a VM migrates away, its job is sampled every second
-// in between and the served view patched. Requests are answered from the
+// libvirt events; while a VM migrates, its job is sampled every second in
+// between and the served view patched. Requests are answered from the
 // last view and never wait for a refresh.
 import { AgentxLog, AgentxSession, MibView, Responder, formatOid } from '../agentx';
 import type { Config } from './config';
@@ -251,9 +251,9 @@ export class VmmAgent {
       (scope === 'all' ? '' : `; libvirt asked about ${scope.size} domain(s) events named`));
   }
 
-  /** Samples running outgoing migrations every MIGRATION_SAMPLE_MS while there are any. */
+  /** Samples running migrations every MIGRATION_SAMPLE_MS while there are any. */
   private scheduleMigrationSamples(): void {
-    if (!this.collector.hasOutgoingMigration()) {
+    if (!this.collector.hasActiveMigration()) {
       if (this.sampleTimer) clearInterval(this.sampleTimer);
       this.sampleTimer = null;
       return;
@@ -278,7 +278,7 @@ export class VmmAgent {
         }
         if (changes.length > 0) this.publish(view.withValues(changes));
       }
-      if (over) void this.refresh();
+      if (over.size > 0) void this.refresh(over);
     } catch (err) {
       this.deps.log('warn', `migration sample failed: ${(err as Error).message}`);
     } finally {

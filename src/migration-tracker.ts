@@ -68,10 +68,9 @@ export class MigrationTracker {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** Whether a job with statistics to sample (an outgoing one) is running. */
-  hasOutgoing(): boolean {
-    for (const t of this.active.values()) if (t.direction === 'outgoing') return true;
-    return false;
+  /** Whether a migration job is running. */
+  hasActive(): boolean {
+    return this.active.size > 0;
   }
 
   isActive(uuid: string): boolean {
@@ -146,26 +145,29 @@ export class MigrationTracker {
   }
 
   /**
-   * Between refreshes: samples the running outgoing jobs. `states` holds the
-   * VMs whose figures changed; `over` says a job seems to have ended, which
-   * the next refresh settles.
+   * Between refreshes: samples the running jobs. `states` holds the VMs
+   * whose figures changed; `over` the VMs whose job seems to have ended,
+   * which a refresh of them settles. (An incoming job has no figures: libvirt refuses
+   * them until the job is over.)
    */
-  async sample(): Promise<{ states: Map<string, MigrationState>; over: boolean }> {
+  async sample(): Promise<{ states: Map<string, MigrationState>; over: Set<string> }> {
     const probes: JobProbe[] = [];
-    for (const [uuid, t] of this.active) if (t.direction === 'outgoing') probes.push({ uuid, which: 'current' });
+    for (const uuid of this.active.keys()) probes.push({ uuid, which: 'current' });
     const states = new Map<string, MigrationState>();
-    if (probes.length === 0) return { states, over: false };
+    const over = new Set<string>();
+    if (probes.length === 0) return { states, over };
     const readings = await this.read(probes);
-    let over = false;
     for (const { uuid } of probes) {
       const t = this.active.get(uuid);
       const r = readings.get(uuid);
       if (t === undefined || r === undefined) continue;
       if (r.kind === 'job' && isRunning(r.jobType)) {
-        t.figures = r.figures;
-        states.set(uuid, { active: activeOf(t), last: this.store.get(uuid) ?? null });
-      } else if (r.kind !== 'failed') {
-        over = true;
+        if (t.direction === 'outgoing') {
+          t.figures = r.figures;
+          states.set(uuid, { active: activeOf(t), last: this.store.get(uuid) ?? null });
+        }
+      } else if (r.kind === 'job' || r.kind === 'gone' || (r.kind === 'refused' && t.direction === 'outgoing')) {
+        over.add(uuid);
       }
     }
     return { states, over };

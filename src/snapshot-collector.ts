@@ -54,7 +54,7 @@ export interface Collection {
 
 const NO_HOST: HostInfo = { uptimeSeconds: 0, cpus: [], interfaces: new Map(), mounts: [] };
 const NONE: ReadonlyMap<string, never> = new Map<string, never>();
-/** How often a running outgoing migration's statistics are sampled between refreshes. */
+/** How often a running migration's statistics are sampled between refreshes. */
 export const MIGRATION_SAMPLE_MS = 1000;
 
 export class SnapshotCollector {
@@ -94,14 +94,14 @@ export class SnapshotCollector {
     return this.migrations?.isActive(uuid) ?? false;
   }
 
-  /** Whether a running outgoing migration wants sampling between refreshes. */
-  hasOutgoingMigration(): boolean {
-    return this.migrations?.hasOutgoing() ?? false;
+  /** Whether a running migration wants sampling between refreshes. */
+  hasActiveMigration(): boolean {
+    return this.migrations?.hasActive() ?? false;
   }
 
-  /** Samples the running outgoing migrations (see MigrationTracker.sample). */
-  sampleMigrations(): Promise<{ states: Map<string, MigrationState>; over: boolean }> {
-    return this.migrations?.sample() ?? Promise.resolve({ states: new Map<string, MigrationState>(), over: false });
+  /** Samples the running migrations (see MigrationTracker.sample). */
+  sampleMigrations(): Promise<{ states: Map<string, MigrationState>; over: Set<string> }> {
+    return this.migrations?.sample() ?? Promise.resolve({ states: new Map<string, MigrationState>(), over: new Set<string>() });
   }
 
   /** How each collector's last run went (for --check). */
