@@ -188,11 +188,15 @@ export class MigrationTracker {
       result = stats.jobType === JobType.Failed || stats.success === false ? 'failed'
         : stats.jobType === JobType.Cancelled ? 'cancelled' : 'completed';
     } else if (t.direction === 'outgoing') {
-      // No statistics: a VM that left this host (gone, or shut off since)
-      // was migrated; one still running here saw its job abandoned. libvirt
-      // keeps completed statistics of a failed job (with its error) but
-      // none of one aborted by virDomainAbortJob.
-      result = d === null || d.id < 0 ? 'completed' : 'cancelled';
+      // No statistics. A VM that left this host (gone, or shut off since)
+      // was migrated. One still running here had its job end early, and
+      // libvirt (9.0) tells an abort from a failure neither by the job type
+      // nor by an event: both go from unbounded straight to none. What the
+      // samples saw decides: a job that never started moving memory could
+      // not reach its destination; one that was moving it was stopped.
+      const seen = t.figures;
+      const moving = (seen?.dataTotal ?? 0n) > 0n || (seen?.dataProcessed ?? 0n) > 0n || (seen?.memoryProcessed ?? 0n) > 0n;
+      result = d === null || d.id < 0 ? 'completed' : moving ? 'cancelled' : 'failed';
     } else {
       // Incoming: the VM runs here now, or the migration did not bring it.
       result = d !== null && d.id >= 0 && migrationJobOf(d) === null ? 'completed' : 'failed';

@@ -92,6 +92,15 @@ describe('MigrationTracker', () => {
     expect(after.states.get(UUID)?.last).toMatchObject({ result: 'cancelled', totalTimeMs: 1500, downtimeMs: null, dataTransferred: 4000n });
   });
 
+  test('a job that never moved memory and ended with the VM still here could not reach its destination: failed', async () => {
+    const { jobs, tracker } = setup();
+    // Prepare: only the elapsed time; libvirt fills the data figures once QEMU migrates.
+    jobs.current = stats(2, { operation: OUT, time_elapsed: 2500n, data_total: 0n, data_processed: 0n });
+    await tracker.observe([migrating(OUT)], true, 100);
+    const after = await tracker.observe([idle()], true, 200);
+    expect(after.states.get(UUID)?.last).toMatchObject({ result: 'failed', totalTimeMs: 2500 });
+  });
+
   test('completed statistics of a failed job give failed, with their own figures', async () => {
     const { jobs, tracker, lines } = setup();
     await tracker.observe([migrating(OUT)], true, 100);
