@@ -19,7 +19,7 @@ export function formatValue(v: Value): string {
     case ValueType.Gauge32:
       return `Gauge32: ${v.value}`;
     case ValueType.TimeTicks:
-      return `Timeticks: (${v.value})`;
+      return `Timeticks: (${v.value}) ${ticksText(v.value)}`;
     case ValueType.Counter64:
       return `Counter64: ${v.value}`;
     case ValueType.Null:
@@ -53,4 +53,17 @@ export function dumpView(view: MibView): string[] {
   const lines: string[] = [];
   for (const vb of view) lines.push(formatVarBind(vb));
   return lines;
+}
+
+/** TimeTicks as snmpwalk prints them: "0:01:02.03", "1 day, 0:00:00.00", "3 days, …". */
+function ticksText(ticks: number): string {
+  const cs = ticks % 100;
+  const totalSeconds = Math.floor(ticks / 100);
+  const days = Math.floor(totalSeconds / 86400);
+  const h = Math.floor((totalSeconds % 86400) / 3600);
+  const m = Math.floor((totalSeconds % 3600) / 60);
+  const sec = totalSeconds % 60;
+  const two = (n: number): string => String(n).padStart(2, '0');
+  const clock = `${h}:${two(m)}:${two(sec)}.${two(cs)}`;
+  return days === 0 ? clock : `${days} day${days === 1 ? '' : 's'}, ${clock}`;
 }
