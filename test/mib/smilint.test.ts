@@ -23,6 +23,7 @@ const mibSearchPath = `${projectMibDir}:${baseMibDir}:${netSnmpMibDir}`;
 const expectedModuleFiles = [
   'HCNUM-TC.txt',
   'IANA-STORAGE-MEDIA-TYPE-MIB.txt',
+  'INET-ADDRESS-MIB.txt',
   'SNMP-FRAMEWORK-MIB.txt',
   'UUID-TC-MIB.txt',
   'VM-MIB.txt',
@@ -37,7 +38,8 @@ const expectedModuleFiles = [
  * - RFC 3411 declares ranged INTEGER rather than Integer32, gives SnmpEngineID
  *   and the model-number TCs no DISPLAY-HINT, and names the object snmpEngineID
  *   after the type SnmpEngineID.
- * - RFC 2856 names its TC-only module HCNUM-TC, not *-MIB.
+ * - RFC 2856 names its TC-only module HCNUM-TC, not *-MIB; RFC 4001 gives
+ *   InetAddress no DISPLAY-HINT (the paired InetAddressType decides).
  * VM-MIB and VMM-AGENTX-MIB, the modules the agent serves, have no accepted
  * lines: they must be clean.
  */
@@ -51,6 +53,22 @@ const acceptedLevel6Lines: Readonly<Record<string, readonly string[]>> = {
   ],
   'IANA-STORAGE-MEDIA-TYPE-MIB.txt': [
     "mib/IANA-STORAGE-MEDIA-TYPE-MIB.txt:40: [5] warning: current type `IANAStorageMediaType' is not referenced in this module",
+  ],
+  'INET-ADDRESS-MIB.txt': [
+    "mib/INET-ADDRESS-MIB.txt:33: [5] warning: current type `InetAddressType' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:51: [5] warning: current type `InetAddress' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:51: [5] warning: type `InetAddress' has no format specification",
+    "mib/INET-ADDRESS-MIB.txt:62: [5] warning: current type `InetAddressIPv4' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:69: [5] warning: current type `InetAddressIPv6' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:76: [5] warning: current type `InetAddressIPv4z' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:84: [5] warning: current type `InetAddressIPv6z' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:92: [5] warning: current type `InetAddressDNS' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:99: [5] warning: current type `InetAddressPrefixLength' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:107: [5] warning: current type `InetPortNumber' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:115: [5] warning: current type `InetAutonomousSystemNumber' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:122: [5] warning: current type `InetScopeType' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:137: [5] warning: current type `InetZoneIndex' is not referenced in this module",
+    "mib/INET-ADDRESS-MIB.txt:145: [5] warning: current type `InetVersion' is not referenced in this module",
   ],
   'SNMP-FRAMEWORK-MIB.txt': [
     'mib/SNMP-FRAMEWORK-MIB.txt:82: [5] warning: use Integer32 instead of INTEGER in SMIv2',
@@ -115,6 +133,13 @@ const expectedOids: ReadonlyArray<readonly [string, string]> = [
   ['VMM-AGENTX-MIB::vmmMigrationLastDataTransferred', '.1.3.6.1.4.1.8072.9999.9999.7666.1.1.1.20'],
   ['VMM-AGENTX-MIB::vmmMigrationStarted', '.1.3.6.1.4.1.8072.9999.9999.7666.0.1'],
   ['VMM-AGENTX-MIB::vmmMigrationFailed', '.1.3.6.1.4.1.8072.9999.9999.7666.0.3'],
+  ['VMM-AGENTX-MIB::vmmMcastGroupSource', '.1.3.6.1.4.1.8072.9999.9999.7666.1.2.1.1.3'],
+  ['VMM-AGENTX-MIB::vmmMcastGroupTimer', '.1.3.6.1.4.1.8072.9999.9999.7666.1.2.1.1.5'],
+  ['VMM-AGENTX-MIB::vmmMcastHostGroupSource', '.1.3.6.1.4.1.8072.9999.9999.7666.1.2.2.1.4'],
+  ['VMM-AGENTX-MIB::vmmMcastAgentPresent', '.1.3.6.1.4.1.8072.9999.9999.7666.1.2.3.1'],
+  ['VMM-AGENTX-MIB::vmmMcastProxyJoinReason', '.1.3.6.1.4.1.8072.9999.9999.7666.1.2.3.2.1.7'],
+  ['VMM-AGENTX-MIB::vmmMcastRelayState', '.1.3.6.1.4.1.8072.9999.9999.7666.1.2.3.3.1.6'],
+  ['INET-ADDRESS-MIB::inetAddressMIB', '.1.3.6.1.2.1.76'],
 ];
 
 /** SYNTAX lines `snmptranslate -Td` must print: the ranges and enums an agent relies on. */
@@ -136,6 +161,11 @@ const expectedSyntax: ReadonlyArray<readonly [string, string]> = [
   ['VMM-AGENTX-MIB::vmmMigrationDirection', 'INTEGER {none(1), outgoing(2), incoming(3)}'],
   ['VMM-AGENTX-MIB::vmmMigrationLastResult', 'INTEGER {none(1), completed(3), failed(4), cancelled(5)}'],
   ['VMM-AGENTX-MIB::vmmMigrationDataTotal', 'Counter64'],
+  ['VMM-AGENTX-MIB::vmmMcastGroupSource', 'INTEGER {snooped(1), static(2), proxy(3)}'],
+  ['VMM-AGENTX-MIB::vmmMcastGroupState', 'INTEGER {temporary(1), permanent(2)}'],
+  ['VMM-AGENTX-MIB::vmmMcastHostGroupSource', 'INTEGER {host(1), proxy(2)}'],
+  ['VMM-AGENTX-MIB::vmmMcastProxyJoinReason', 'INTEGER {incomingMigration(1), awaitingReport(2)}'],
+  ['VMM-AGENTX-MIB::vmmMcastRelayState', 'INTEGER {requested(1), active(2), failed(3)}'],
 ];
 
 interface ToolOutput {
