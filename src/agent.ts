@@ -80,7 +80,7 @@ export class VmmAgent {
     this.migrationStore = deps.migrations ?? MigrationStore.memory(log);
     this.collector = new SnapshotCollector(deps.domains,
       { procRoot: config.procRoot, sysRoot: config.sysRoot, mountsFile: config.mountsFile }, log, config.libvirtGraceSeconds,
-      this.migrationStore);
+      this.migrationStore, config.mcastAgentState);
     this.stormGuard = new NotificationStormGuard(config.notificationRateLimit, log);
     this.modelState = {
       tableLastChange: 0,
@@ -147,8 +147,10 @@ export class VmmAgent {
     return this.collector.reports();
   }
 
-  /** First refresh, then one every refresh interval. */
+  /** Watches the sources that report changes, then the first refresh, then one every refresh interval. */
   async start(): Promise<void> {
+    // A change of multicast membership or of the mobility agent's state asks libvirt about no domain.
+    await this.collector.watch(() => this.refreshSoon(new Set()));
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.deps.config.refreshSeconds * 1000);
   }
@@ -171,6 +173,7 @@ export class VmmAgent {
       await Promise.race([this.refreshing, new Promise((resolve) => { timer = setTimeout(resolve, refreshGraceMs); })]);
       clearTimeout(timer);
     }
+    this.collector.unwatch();
     await Promise.all([this.deps.store.save(), this.migrationStore.flushed()]);
   }
 

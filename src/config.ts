@@ -24,6 +24,8 @@ export interface Config {
   procRoot: string;
   sysRoot: string;
   mountsFile: string;
+  /** The multicast mobility agent's state file (vmm-mcastd). */
+  mcastAgentState: string;
   dump: boolean;
   check: boolean;
 }
@@ -50,6 +52,7 @@ export const DEFAULTS: Config = {
   // snmpd reads /etc/mtab (Debian builds it --with-mnttab=/etc/mtab); reading the same
   // table keeps vmStorageParent equal to snmpd's hrStorageIndex.
   mountsFile: '/etc/mtab',
+  mcastAgentState: '/run/vmm-mcastd/state.json',
   dump: false,
   check: false,
 };
@@ -93,6 +96,7 @@ const SETTINGS: Record<string, Setter> = {
   'proc-root': str('procRoot'),
   'sys-root': str('sysRoot'),
   'mounts-file': str('mountsFile'),
+  'mcast-agent-state': str('mcastAgentState'),
 };
 
 const SWITCHES: Record<string, (c: Config) => void> = {
@@ -113,7 +117,7 @@ export const USAGE = `usage: vmm-agentx [--config FILE] [--libvirt-uri URI] [--a
   --dump               print every instance as "OID = TYPE: value" from one snapshot and exit
   --check              check the configuration and libvirt, print a summary and exit
 Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, notifications-per-vm,
-notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file.`;
+notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file, mcast-agent-state.`;
 
 export interface ParsedArgs {
   config: Config;

@@ -10,12 +10,16 @@ import { ImagePathResolver } from './collectors/mounts';
 import type { HostPaths } from './collectors/paths';
 import { QemuStartTimeCollector } from './collectors/qemu-processes';
 import { MigrationJobCollector, type JobStatisticsSource } from './collectors/migration-jobs';
+import { BridgeMdbCollector, watchBridgeMdb } from './collectors/bridge-mdb';
+import { HostMulticastCollector } from './collectors/host-mcast';
+import { McastAgentStateFile } from './collectors/mcast-agent-state';
+import type { NetlinkSubscription } from './collectors/netlink';
 import type { TypedParamValue } from './libvirt/typed-params';
 import { MigrationTracker, type MigrationEvent } from './migration-tracker';
 import { hvUpTimeTicks } from './model/vm-mib';
 import type { MigrationStore } from './state/migration-store';
 import { imageFile } from './snapshot';
-import type { DomainRecord, HostInfo, HypervisorInfo, MigrationState, Snapshot } from './snapshot';
+import type { DomainRecord, HostGroup, HostInfo, HypervisorInfo, MigrationState, Snapshot } from './snapshot';
 
 /** libvirt's job events: a migration's passes (source) and a finished job's statistics. */
 export type JobEvent =
@@ -63,6 +67,11 @@ export class SnapshotCollector {
   private readonly imagePaths = new ImagePathResolver();
   private readonly runStartTimes: QemuStartTimeCollector;
   private readonly migrations: MigrationTracker | null;
+  private readonly mdb = new BridgeMdbCollector();
+  private readonly hostGroups: HostMulticastCollector;
+  private readonly mcastAgent: McastAgentStateFile;
+  private mdbWatch: NetlinkSubscription | null = null;
+  private lastHostGroups: readonly HostGroup[] = [];
   /** Whether any collection has reached libvirt: before one, there are no domains to serve, not zero. */
   private collectedOnce = false;
   private libvirtDownSince: number | null = null;
@@ -74,14 +83,45 @@ export class SnapshotCollector {
     private readonly log: AgentxLog,
     private readonly libvirtGraceSeconds: number,
     migrationStore: MigrationStore,
+    mcastAgentStateFile: string,
   ) {
     this.registry = new CollectorRegistry(log);
     this.host = new HostCollector(paths, log);
+    this.hostGroups = new HostMulticastCollector(paths);
+    this.mcastAgent = new McastAgentStateFile(mcastAgentStateFile, log, () => this.onSourceChange?.());
     this.runStartTimes = new QemuStartTimeCollector(paths);
     const jobStatistics = domains.jobStatistics?.bind(domains);
     this.migrations = jobStatistics
       ? new MigrationTracker(new MigrationJobCollector({ jobStatistics }), this.registry, migrationStore, log)
       : null;
+  }
+
+  /** Called when a watched source (bridge multicast databases, the mobility agent's state) changes. */
+  private onSourceChange: (() => void) | null = null;
+
+  /**
+   * Watches the sources that say when they change (bridge multicast
+   * databases, the mobility agent's state file); `onChange` should refresh.
+   */
+  async watch(onChange: () => void): Promise<void> {
+    this.onSourceChange = onChange;
+    try {
+      this.mdbWatch = watchBridgeMdb(onChange, (err) => {
+        this.log('warn', `bridge multicast changes: ${err.message}; they now show at the next refresh only`);
+      });
+    } catch (err) {
+      this.log('warn', `cannot watch the bridges' multicast databases (${(err as Error).message}); ` +
+        'changes show at the next refresh only');
+    }
+    await this.mcastAgent.start();
+  }
+
+  /** Stops watching; the netlink socket closes within half a second, without anyone waiting for it. */
+  unwatch(): void {
+    this.onSourceChange = null;
+    this.mcastAgent.close();
+    void this.mdbWatch?.close();
+    this.mdbWatch = null;
   }
 
   /** A job-completed event's statistics, for the refresh it triggers. */
@@ -119,10 +159,14 @@ export class SnapshotCollector {
     isNewRun: (uuid: string, domainId: number) => boolean,
     only?: ReadonlySet<string>,
   ): Promise<Collection> {
-    const [host, domains] = await Promise.all([
+    const [host, domains, mdb, hostGroups] = await Promise.all([
       this.registry.run(this.host, undefined),
       this.registry.run(this.domains, only),
+      this.registry.run(this.mdb, undefined),
+      this.registry.run(this.hostGroups, undefined),
+      this.mcastAgent.check(),
     ]);
+    if (hostGroups.ok) this.lastHostGroups = hostGroups.value;
     // The host collector reports unreadable files itself and does not reject;
     // should it, the last host facts stand in.
     if (host.ok) this.lastHost = host.value;
@@ -164,6 +208,11 @@ export class SnapshotCollector {
         host: this.lastHost,
         imagePaths: imagePaths.ok ? imagePaths.value : NONE,
         migrations: migrations?.states ?? NONE,
+        multicast: {
+          mdb: mdb.ok ? mdb.value : null,
+          hostGroups: this.lastHostGroups,
+          agent: this.mcastAgent.current(),
+        },
       },
       fresh: domains.ok,
       libvirtDownSince: this.libvirtDownSince,

@@ -143,6 +143,7 @@ export interface Snapshot {
   imagePaths: ReadonlyMap<string, string>;
   /** By UUID, the VMs with a migration running or finished; the others have none. */
   migrations: ReadonlyMap<string, MigrationState>;
+  multicast: MulticastFacts;
 }
 
 /** The image file a disk reads, if it has one (file and dir disks with a source). */
@@ -196,4 +197,58 @@ export interface FinishedMigration {
 export interface MigrationState {
   active: ActiveMigration | null;
   last: FinishedMigration | null;
+}
+
+/** One port entry of a bridge's multicast database. */
+export interface MdbEntry {
+  bridgeIfIndex: number;
+  /** The bridge port (the bridge's own ifindex for a membership of the host itself). */
+  portIfIndex: number;
+  /** The group address as text ("239.1.1.1", "ff0e:0:0:0:0:0:0:1234"). */
+  group: string;
+  /** Kept until removed (MDB_PERMANENT), rather than until its timer runs out. */
+  permanent: boolean;
+  /** Added by configuration (`bridge mdb add`), not learned from a report. */
+  configured: boolean;
+  /** Centiseconds before the entry expires unless refreshed; 0 when permanent. */
+  timerCs: number;
+}
+
+/** A multicast group the host itself has joined on a device. */
+export interface HostGroup {
+  device: string;
+  group: string;
+}
+
+/** A membership the multicast mobility agent holds for a VM. */
+export interface ProxyJoin {
+  group: string;
+  /** The bridge it is held on. */
+  bridge: string;
+  /** The UUID of the VM it is held for (canonical lowercase text). */
+  vm: string;
+  /** When it was joined (ms since the epoch). */
+  since: number;
+  reason: 'incoming-migration' | 'awaiting-report';
+}
+
+export interface Relay {
+  group: string;
+  server: string;
+  port: number;
+  state: 'requested' | 'active' | 'failed';
+}
+
+/** What the multicast mobility agent publishes in its state file. */
+export interface McastAgentState {
+  proxyJoins: readonly ProxyJoin[];
+  relays: readonly Relay[];
+}
+
+export interface MulticastFacts {
+  /** Port entries of the bridges' multicast databases; null when they could not be read. */
+  mdb: readonly MdbEntry[] | null;
+  hostGroups: readonly HostGroup[];
+  /** null: no mobility agent runs here. */
+  agent: McastAgentState | null;
 }

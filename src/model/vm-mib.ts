@@ -11,6 +11,7 @@ import {
 } from './values';
 import { adminState, operState } from './vm-state';
 import { addMigrationTable } from './vmm-agentx-mib';
+import { addMulticastObjects } from './vmm-mcast';
 import * as O from './vm-mib-oids';
 
 export interface ModelState {
@@ -164,6 +165,7 @@ function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[]
     },
     // VMM-AGENTX-MIB follows VM-MIB in OID order (enterprises > mib-2).
     () => addMigrationTable(b, rows, snapshot.migrations, hvUpTimeTicks(snapshot.host), state.now),
+    () => addMulticastObjects(b, rows, snapshot.multicast, snapshot.host),
   ];
 }
 

@@ -23,6 +23,7 @@ function snapshot(domains: DomainRecord[]): Snapshot {
     },
     imagePaths: new Map(),
     migrations: new Map(),
+    multicast: { mdb: [], hostGroups: [], agent: null },
   };
 }
 

@@ -1,0 +1,63 @@
+// The multicast groups the host itself has joined, per device: the kernel's
+// IGMP (/proc/net/igmp) and MLD (/proc/net/igmp6) memberships. A proxy join
+// of the multicast mobility agent on a bridge shows up here.
+import { promises as fs } from 'node:fs';
+import { endianness } from 'node:os';
+import type { Collector } from './collector';
+import type { HostGroup } from '../snapshot';
+import { HostPaths, procFile } from './paths';
+
+const littleEndian = endianness() === 'LE';
+
+/**
+ * /proc/net/igmp: a device line ("3\tbr0       :     2      V3") followed by
+ * one indented line per group whose first field is the address as the
+ * kernel's u32 printed with %08X — byte-reversed on little-endian hosts.
+ */
+export function parseIgmp(text: string): HostGroup[] {
+  const out: HostGroup[] = [];
+  let device: string | null = null;
+  for (const line of text.split('\n').slice(1)) {
+    if (line.trim() === '') continue;
+    if (!/^\s/.test(line)) {
+      const m = /^\d+\s+(\S+)\s*:/.exec(line);
+      device = m ? m[1] : null;
+      continue;
+    }
+    const hex = line.trim().split(/\s+/)[0];
+    if (device === null || !/^[0-9A-Fa-f]{8}$/.test(hex)) continue;
+    const bytes = Buffer.from(hex, 'hex');
+    if (littleEndian) bytes.reverse();
+    out.push({ device, group: [...bytes].join('.') });
+  }
+  return out;
+}
+
+/** /proc/net/igmp6: "ifindex device group(32 hex digits) users flags timer" per line. */
+export function parseIgmp6(text: string): HostGroup[] {
+  const out: HostGroup[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 3 || !/^[0-9a-fA-F]{32}$/.test(f[2])) continue;
+    const words: string[] = [];
+    for (let i = 0; i < 32; i += 4) words.push(parseInt(f[2].slice(i, i + 4), 16).toString(16));
+    out.push({ device: f[1], group: words.join(':') });
+  }
+  return out;
+}
+
+export class HostMulticastCollector implements Collector<void, HostGroup[]> {
+  readonly name = 'host-mcast';
+
+  constructor(private readonly paths: HostPaths) {}
+
+  async collect(): Promise<HostGroup[]> {
+    // A kernel without IPv6 has no igmp6: that is no groups, not a failure.
+    const read = (name: string): Promise<string> => fs.readFile(procFile(this.paths, name), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    });
+    const [v4, v6] = await Promise.all([read('net/igmp'), read('net/igmp6')]);
+    return [...parseIgmp(v4), ...parseIgmp6(v6)];
+  }
+}
