@@ -142,6 +142,11 @@ export class VmmAgent {
     return this.currentView;
   }
 
+  /** VMs in the last refresh (for --check). */
+  vmCount(): number {
+    return this.rowsByUuid.size;
+  }
+
   /** How each collector's last run went (for --check). */
   collectorReports(): CollectorReport[] {
     return this.collector.reports();

@@ -6,12 +6,13 @@
 // threads that one hung domain cannot starve the file reads of a refresh.
 process.env.UV_THREADPOOL_SIZE ??= '8';
 
-import { existsSync, readFileSync } from 'fs';
+import { readFileSync } from 'fs';
 import * as path from 'path';
 import { AgentxSession, parseAgentxAddress } from '../agentx';
 import { sessionNotifier, VmmAgent } from './agent';
 import { ConfigError, parseArgs, USAGE, Config } from './config';
 import { dumpView } from './dump';
+import { agentxCheck, formatCheck, libvirtCheck, linkageCheck, stateDirCheck } from './check';
 import { createLogger, logFunction, Logger } from './logger';
 import { LibvirtDomainSource } from './libvirt-source';
 import { VM_MIB } from './model/vm-mib-oids';
@@ -70,8 +71,16 @@ async function main(): Promise<void> {
   try {
     domains = await LibvirtDomainSource.open(config, logFunction(logger, 'libvirt: '));
   } catch (err) {
-    fail(`cannot connect to libvirt${config.libvirtUri ? ` at ${config.libvirtUri}` : ''}: ${(err as Error).message}` +
-      ' — is libvirtd running, and may this user open the URI? (--libvirt-uri)', 1);
+    const why = `${(err as Error).message} — is libvirtd running, and may this user open the URI? (--libvirt-uri)`;
+    if (config.check) {
+      // The other checks still say what else is wrong.
+      const results = [{ name: `libvirt: ${config.libvirtUri ?? '(default URI)'}`, ok: false, detail: why },
+        await agentxCheck(config), await stateDirCheck(config)];
+      const { text, exitCode } = formatCheck(results);
+      process.stdout.write(text);
+      process.exit(exitCode);
+    }
+    fail(`cannot connect to libvirt${config.libvirtUri ? ` at ${config.libvirtUri}` : ''}: ${why}`, 1);
   }
 
   const oneShot = config.dump || config.check;
@@ -84,29 +93,24 @@ async function main(): Promise<void> {
     if (config.dump) {
       const lines = agent.view ? dumpView(agent.view) : [];
       process.stdout.write(lines.join('\n') + (lines.length ? '\n' : ''));
-    } else {
-      printCheck(config, agent);
+      await domains.close();
+      return;
     }
+    const libvirtReport = agent.collectorReports().find((r) => r.name === 'libvirt');
+    const results = [
+      libvirtCheck(config, domains, libvirtReport?.ok ? agent.vmCount() : null),
+      await agentxCheck(config),
+      await stateDirCheck(config),
+      await linkageCheck(config, agent),
+    ];
+    const { text, exitCode } = formatCheck(results, agent.collectorReports().map((r) =>
+      `collector ${r.name}: ${r.ok ? 'ok' : `failed: ${r.error}`} in ${r.durationMs.toFixed(1)} ms`));
+    process.stdout.write(text);
     await domains.close();
+    process.exitCode = exitCode;
     return;
   }
   await runDaemon(config, agent, domains, logger);
-}
-
-function printCheck(config: Config, agent: VmmAgent): void {
-  const view = agent.view;
-  const address = parseAgentxAddress(config.agentxSocket);
-  const socketNote = address.kind === 'unix'
-    ? existsSync(address.path) ? 'present' : 'absent (is snmpd running with "master agentx"?)'
-    : 'tcp (not probed)';
-  process.stdout.write([
-    `libvirt: ${config.libvirtUri ?? '(default URI)'} ok`,
-    `instances: ${view?.size ?? 0}`,
-    `agentx socket: ${config.agentxSocket} ${socketNote}`,
-    `state dir: ${config.stateDir}`,
-    ...agent.collectorReports().map((r) =>
-      `collector ${r.name}: ${r.ok ? 'ok' : `failed: ${r.error}`} in ${r.durationMs.toFixed(1)} ms`),
-  ].join('\n') + '\n');
 }
 
 async function runDaemon(config: Config, agent: VmmAgent, domains: LibvirtDomainSource, logger: Logger): Promise<void> {

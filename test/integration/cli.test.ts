@@ -85,7 +85,8 @@ describe('vmm-agentx command line', () => {
     await fs.writeFile(path.join(dir, '.vm-indexes.json.4194305.1.tmp'), 'partial');
     for (const flag of ['--dump', '--check']) {
       const r = await cli(['--libvirt-uri', DEMO_URI, flag, '--state-dir', dir, '--agentx-socket', 'unix:/nonexistent/agentx.sock']);
-      expect(r.exitCode).toBe(0);
+      // --check fails on the absent AgentX socket; the state file is what matters here.
+      expect(r.exitCode).toBe(flag === '--dump' ? 0 : 1);
       expect(r.stderr).toMatch(/vm-indexes\.json is corrupt .*left as it is/);
     }
     expect((await fs.readdir(dir)).sort()).toEqual(['.vm-indexes.json.4194305.1.tmp', 'vm-indexes.json']);
@@ -93,11 +94,51 @@ describe('vmm-agentx command line', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  test('--check reports libvirt and the socket, exit 0', async () => {
-    const r = await cli(['--libvirt-uri', DEMO_URI, '--check', '--agentx-socket', 'unix:/nonexistent/agentx.sock']);
-    expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/libvirt: test:\/\/.*demo-host.xml ok/);
-    expect(r.stdout).toMatch(/agentx socket: unix:\/nonexistent\/agentx.sock absent/);
+  test('--check without a master: each check on its line, exit 1 naming the AgentX socket and the fix', async () => {
+    const r = await cli(['--libvirt-uri', DEMO_URI, '--check', '--agentx-socket', 'unix:/nonexistent/agentx.sock',
+      '--state-dir', path.join(os.tmpdir(), `vmm-absent-${process.pid}`)]);
+    expect(r.exitCode).toBe(1);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^libvirt: test:\/\/.*demo-host.xml ok: TEST .*, 9 domain\(s\)$/);
+    expect(lines[1]).toMatch(/^agentx: unix:\/nonexistent\/agentx.sock FAILED: .*ENOENT.* — is snmpd running with "master agentx"\?$/);
+    expect(lines[2]).toMatch(/^state dir: .* ok: absent; the agent creates it at start$/);
+    expect(lines[3]).toMatch(/^linkage ok: /);
+    expect(lines.at(-1)).toMatch(/^check: FAILED — agentx: unix:\/nonexistent\/agentx.sock: /);
+  });
+
+  test('--check with an unreachable libvirt still checks the rest, and exits 1 naming libvirt first', async () => {
+    const r = await cli(['--libvirt-uri', 'test:///nonexistent/host.xml', '--check', '--agentx-socket', 'unix:/nonexistent/agentx.sock']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toMatch(/^libvirt: test:\/\/\/nonexistent\/host.xml FAILED: .* — is libvirtd running/m);
+    expect(r.stdout).toMatch(/^agentx: .* FAILED/m);
+    expect(r.stdout.trim().split('\n').at(-1)).toMatch(/^check: FAILED — libvirt: /);
+  });
+
+  test('--check against a real snmpd: the AgentX session opens and registers beside a running agent; exit 0', async () => {
+    const snmpd = await startSnmpd();
+    const agent = await startAgent(snmpd);
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-check-'));
+    try {
+      const r = await cli(['--libvirt-uri', DEMO_URI, '--check', '--agentx-socket', snmpd.agentxAddress, '--state-dir', dir]);
+      expect(r.stdout).toMatch(/^agentx: .* ok: session opened, VM-MIB and VMM-AGENTX-MIB registered, closed$/m);
+      expect(r.stdout).toMatch(/^state dir: .* ok: writable$/m);
+      expect(r.stdout.trim().split('\n').at(-1)).toBe('check: all passed');
+      expect(r.exitCode).toBe(0);
+      // The running agent still answers: the check registered below it and left.
+      const walk = await snmpbulkwalk(snmpd, '.1.3.6.1.2.1.236.1.2');
+      expect(walk.stdout).toMatch(/= INTEGER: 9/);
+      // A state dir this user cannot write: named with the fix (root writes anywhere, so only as a plain user).
+      if (process.getuid?.() !== 0) {
+        await fs.chmod(dir, 0o500);
+        const ro = await cli(['--libvirt-uri', DEMO_URI, '--check', '--agentx-socket', snmpd.agentxAddress, '--state-dir', dir]);
+        expect(ro.exitCode).toBe(1);
+        expect(ro.stdout).toMatch(/^state dir: .* FAILED: not writable/m);
+      }
+    } finally {
+      await agent.stop();
+      await snmpd.dispose();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
