@@ -45,12 +45,16 @@ function ipv6Bytes(text: string): Buffer {
   return out;
 }
 
-/** Groups every host joins: IPv4 all-hosts, IPv6 all-nodes and the solicited-node range ff02::1:ff00:0/104. */
+/**
+ * Groups every host joins: IPv4 all-hosts, IPv6 all-nodes (link- and
+ * interface-local) and the solicited-node range ff02::1:ff00:0/104.
+ */
 export function isEveryHostGroup(type: number, bytes: Buffer): boolean {
   if (type === InetAddressType.ipv4) return bytes.equals(Buffer.from([224, 0, 0, 1]));
-  const prefix = Buffer.from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]);
-  if (bytes.subarray(0, 13).equals(prefix)) return true;
-  return bytes.equals(Buffer.from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+  const solicitedNode = Buffer.from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]);
+  if (bytes.subarray(0, 13).equals(solicitedNode)) return true;
+  const allNodes = (scope: number): Buffer => Buffer.from([0xff, scope, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+  return bytes.equals(allNodes(0x02)) || bytes.equals(allNodes(0x01));
 }
 
 /** The index part of an InetAddressType + InetAddress pair: type, length, bytes. */
