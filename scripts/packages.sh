@@ -1,7 +1,7 @@
 # Debian packages the project needs, installed when missing (as root) or
 # named in one apt-get line (otherwise). Sourced by the demo and by .ci/run.
 DEMO_PACKAGES="snmpd snmp libvirt0"
-TEST_PACKAGES="snmpd snmp snmptrapd libvirt0 libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 gcc binutils smitools iproute2 util-linux prometheus-snmp-exporter"
+TEST_PACKAGES="snmpd snmp snmptrapd libvirt0 libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 gcc binutils smitools iproute2 util-linux prometheus-snmp-exporter zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql php8.2-cgi postgresql python3-yaml"
 
 # Node >= 20 (package.json "engines"), else one line saying where to get it.
 require_node20() {
