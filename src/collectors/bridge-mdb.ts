@@ -2,7 +2,7 @@
 // per port, through rtnetlink RTM_GETMDB — what `bridge mdb show` prints —
 // and the RTNLGRP_MDB group that tells when they change.
 import type { Collector } from './collector';
-import { attributes, netlinkDump, NetlinkSubscription } from './netlink';
+import { netlinkDump, NetlinkSubscription } from './netlink';
 import type { MdbEntry } from '../snapshot';
 
 const RTM_NEWMDB = 84;
@@ -31,35 +31,55 @@ export function parseMdbMessages(messages: readonly { type: number; payload: Buf
   for (const m of messages) {
     if ((m.type !== RTM_GETMDB && m.type !== RTM_NEWMDB) || m.payload.length < 8) continue;
     // struct br_port_msg: family u8, 3 bytes padding, ifindex u32 (the bridge).
-    const bridgeIfIndex = m.payload.readUInt32LE(4);
-    for (const [type, mdb] of attributes(m.payload, 8)) {
-      if (type !== MDBA_MDB) continue;
-      for (const [t2, entry] of attributes(mdb)) {
-        if (t2 !== MDBA_MDB_ENTRY) continue;
-        for (const [t3, info] of attributes(entry)) {
-          if (t3 !== MDBA_MDB_ENTRY_INFO || info.length < BR_MDB_ENTRY_SIZE) continue;
-          const e = decodeEntry(bridgeIfIndex, info);
-          if (e !== null) out.push(e);
+    const p = m.payload;
+    const bridgeIfIndex = p.readUInt32LE(4);
+    // Offsets, not attributes(): a generator and a Buffer view per attribute cost more than the kernel's dump.
+    for (let a = 8; a + 4 <= p.length;) {
+      const aLen = p.readUInt16LE(a);
+      if (aLen < 4 || a + aLen > p.length) break;
+      if ((p.readUInt16LE(a + 2) & 0x3fff) === MDBA_MDB) {
+        for (let b = a + 4, bEnd = a + aLen; b + 4 <= bEnd;) {
+          const bLen = p.readUInt16LE(b);
+          if (bLen < 4 || b + bLen > bEnd) break;
+          if ((p.readUInt16LE(b + 2) & 0x3fff) === MDBA_MDB_ENTRY) {
+            for (let c = b + 4, cEnd = b + bLen; c + 4 <= cEnd;) {
+              const cLen = p.readUInt16LE(c);
+              if (cLen < 4 || c + cLen > cEnd) break;
+              if ((p.readUInt16LE(c + 2) & 0x3fff) === MDBA_MDB_ENTRY_INFO && cLen - 4 >= BR_MDB_ENTRY_SIZE) {
+                const e = decodeEntry(bridgeIfIndex, p, c + 4, c + cLen);
+                if (e !== null) out.push(e);
+              }
+              c += (cLen + 3) & ~3;
+            }
+          }
+          b += (bLen + 3) & ~3;
         }
       }
+      a += (aLen + 3) & ~3;
     }
   }
   return out;
 }
 
-function decodeEntry(bridgeIfIndex: number, info: Buffer): MdbEntry | null {
-  const portIfIndex = info.readUInt32LE(0);
-  const state = info.readUInt8(4);
-  const proto = info.readUInt16BE(24);
+/** The MDBA_MDB_ENTRY_INFO value at p[start, end): struct br_mdb_entry, then MDBA_MDB_EATTR_* attributes. */
+function decodeEntry(bridgeIfIndex: number, p: Buffer, start: number, end: number): MdbEntry | null {
+  const portIfIndex = p.readUInt32LE(start);
+  const state = p[start + 4];
+  const proto = p.readUInt16BE(start + 24);
+  const g = start + 8;
   let group: string;
-  if (proto === ETH_P_IP) group = [...info.subarray(8, 12)].join('.');
-  else if (proto === ETH_P_IPV6) group = ipv6Text(info.subarray(8, 24));
+  if (proto === ETH_P_IP) group = `${p[g]}.${p[g + 1]}.${p[g + 2]}.${p[g + 3]}`;
+  else if (proto === ETH_P_IPV6) group = ipv6Text(p, g);
   else return null; // layer-2 (MAC) entries
   let timerCs = 0;
   let rtprot: number | null = null;
-  for (const [type, value] of attributes(info, BR_MDB_ENTRY_SIZE)) {
-    if (type === MDBA_MDB_EATTR_TIMER && value.length >= 4) timerCs = value.readUInt32LE(0);
-    else if (type === MDBA_MDB_EATTR_RTPROT && value.length >= 1) rtprot = value.readUInt8(0);
+  for (let a = start + BR_MDB_ENTRY_SIZE; a + 4 <= end;) {
+    const len = p.readUInt16LE(a);
+    if (len < 4 || a + len > end) break;
+    const type = p.readUInt16LE(a + 2) & 0x3fff;
+    if (type === MDBA_MDB_EATTR_TIMER && len >= 8) timerCs = p.readUInt32LE(a + 4);
+    else if (type === MDBA_MDB_EATTR_RTPROT && len >= 5) rtprot = p[a + 4];
+    a += (len + 3) & ~3;
   }
   const permanent = state === MDB_PERMANENT;
   return {
@@ -74,10 +94,10 @@ function decodeEntry(bridgeIfIndex: number, info: Buffer): MdbEntry | null {
 }
 
 /** Full (uncompressed) lowercase IPv6 text: the model turns it back into 16 bytes, logs show it. */
-function ipv6Text(bytes: Buffer): string {
-  const words: string[] = [];
-  for (let i = 0; i < 16; i += 2) words.push(bytes.readUInt16BE(i).toString(16));
-  return words.join(':');
+function ipv6Text(p: Buffer, at: number): string {
+  let text = ((p[at] << 8) | p[at + 1]).toString(16);
+  for (let i = at + 2; i < at + 16; i += 2) text += `:${((p[i] << 8) | p[i + 1]).toString(16)}`;
+  return text;
 }
 
 /** Every port entry of every bridge in this network namespace. */

@@ -76,8 +76,12 @@ export class McastAgentStateFile {
   private identity = '';
   /** The problem last logged (so each is logged once), or null. */
   private problem: string | null = null;
+  /** Whether that problem is the file's (unreadable or malformed), whose end is worth a line. */
+  private fileProblem = false;
   private pid: number | null = null;
   private reading: Promise<void> | null = null;
+  /** A check() came while a read was under way. */
+  private readAgain = false;
   private closed = false;
 
   constructor(
@@ -90,7 +94,7 @@ export class McastAgentStateFile {
   /** The agent's state, or null when no agent publishes one (no file, or its process is gone). */
   current(): McastAgentState | null {
     if (this.state !== null && this.pid !== null && !processAlive(this.pid)) {
-      this.report(`the multicast mobility agent (pid ${this.pid}) that wrote ${this.file} is gone; showing no agent`, 'warn');
+      this.report(`the multicast mobility agent (pid ${this.pid}) that wrote ${this.file} is gone; showing no agent`, 'warn', false);
       return null;
     }
     return this.state;
@@ -104,11 +108,21 @@ export class McastAgentStateFile {
 
   /** Reads the file again if it changed since the last read (each refresh calls it). */
   async check(): Promise<void> {
-    if (this.reading === null) {
-      this.reading = this.readIfChanged().finally(() => {
-        this.reading = null;
-      });
+    if (this.reading !== null) {
+      // The read under way may have opened the file before this change: read once more after it.
+      this.readAgain = true;
+      return this.reading;
     }
+    this.reading = (async () => {
+      try {
+        do {
+          this.readAgain = false;
+          await this.readIfChanged();
+        } while (this.readAgain && !this.closed);
+      } finally {
+        this.reading = null;
+      }
+    })();
     return this.reading;
   }
 
@@ -156,22 +170,24 @@ export class McastAgentStateFile {
         if (this.state !== null) this.log('info', `${this.file} is gone: the multicast mobility agent has stopped`);
         this.set(null, null, '');
         this.problem = null;
+        this.fileProblem = false;
         return;
       }
       this.report(`cannot read ${this.file}: ${e.message}; keeping the last state read — give uid ` +
-        `${process.getuid?.() ?? '?'} read access to it`, 'error');
+        `${process.getuid?.() ?? '?'} read access to it`, 'error', true);
       return;
     }
     if (text === null) return;
     try {
       const parsed = parseMcastAgentState(text);
-      if (this.problem !== null) this.log('info', `${this.file} reads well again`);
+      if (this.fileProblem) this.log('info', `${this.file} reads well again`);
       this.problem = null;
+      this.fileProblem = false;
       this.set({ proxyJoins: parsed.proxyJoins, relays: parsed.relays }, parsed.pid, identity);
     } catch (err) {
       // Also what a half-written file looks like: the next write event brings the whole.
       this.report(`${this.file} is not a state file this agent understands (${(err as Error).message}); keeping the last ` +
-        'good state — vmm-mcastd writes it atomically, so check what else writes there', 'error');
+        'good state — vmm-mcastd writes it atomically, so check what else writes there', 'error', true);
       this.identity = identity;
     }
   }
@@ -184,9 +200,10 @@ export class McastAgentStateFile {
     if (changed) this.onChange();
   }
 
-  private report(message: string, level: 'warn' | 'error'): void {
+  private report(message: string, level: 'warn' | 'error', aboutFile: boolean): void {
     if (this.problem === message) return;
     this.problem = message;
+    this.fileProblem = aboutFile;
     this.log(level, message);
   }
 }

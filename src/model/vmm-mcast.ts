@@ -77,17 +77,23 @@ interface Row {
 function addRows(b: MibViewBuilder, entry: Oid, arcs: number[], rows: Row[]): void {
   rows.sort((x, y) => compareIndex(x.index, y.index));
   const table = b.table(entry, arcs, rows.length);
-  for (const r of rows) table.row(r.index, r.cells);
+  let last: number[] | null = null;
+  for (const r of rows) {
+    // One instance per index, the first in the facts' order (sort() is stable): the kernel lists a group
+    // more than once on a port ((S,G) next to (*,G), one entry per VLAN), and the proxy-join and relay
+    // indexes name no bridge or server.
+    if (last !== null && compareIndex(last, r.index) === 0) continue;
+    table.row(r.index, r.cells);
+    last = r.index;
+  }
   table.end();
 }
 
 /** The ifIndex of each bridge (or other parent) a VM NIC hangs off, by name, and the NIC's own host-side ifIndex. */
-function nicLinks(nic: VmRow['domain']['nics'][number], host: HostInfo): { port: number; bridge: string | null } {
+function nicLinks(nic: VmRow['domain']['nics'][number], host: HostInfo, names: ReadonlyMap<number, string>): { port: number; bridge: string | null } {
   const iface = nic.hostDevice ? host.interfaces.get(nic.hostDevice) : undefined;
   let bridge = nic.source;
-  if (iface && iface.parentIfIndex > 0) {
-    for (const [name, other] of host.interfaces) if (other.ifIndex === iface.parentIfIndex) bridge = name;
-  }
+  if (iface && iface.parentIfIndex > 0) bridge = names.get(iface.parentIfIndex) ?? bridge;
   return { port: iface?.ifIndex ?? 0, bridge };
 }
 
@@ -100,6 +106,9 @@ export function addMulticastObjects(b: MibViewBuilder, rows: readonly VmRow[], m
     list.push(e);
     byPort.set(e.portIfIndex, list);
   }
+  // Interface names by ifIndex, once: looking each NIC's bridge up among all interfaces is O(VMs x interfaces).
+  const names = new Map<number, string>();
+  for (const [name, i] of host.interfaces) names.set(i.ifIndex, name);
   const proxyByVm = new Map<string, ProxyJoin[]>();
   for (const j of m.agent?.proxyJoins ?? []) {
     const list = proxyByVm.get(j.vm) ?? [];
@@ -113,7 +122,7 @@ export function addMulticastObjects(b: MibViewBuilder, rows: readonly VmRow[], m
   for (const { domain: d, indexes } of rows) {
     d.nics.forEach((nic, pos) => {
       const nicIndex = indexes.nics.get(nicKey(nic, pos));
-      const { port, bridge } = nicLinks(nic, host);
+      const { port, bridge } = nicLinks(nic, host, names);
       if (bridge !== null) usedBridges.add(bridge);
       if (nicIndex === undefined) return;
       const seen = new Set<string>();

@@ -2,10 +2,6 @@
 // igmp6 parsers, the RTM_GETMDB parser on bytes captured from a real kernel,
 // the mobility agent's state file (its validation, and the watched file on a
 // temp dir), and the facts → VMM-AGENTX-MIB rows of src/model/vmm-mcast.ts.
-//
-// Two tests are test.failing: they show bugs of src/ as it stands (see their
-// comments) and pass while the bug is there; once it is fixed jest reports
-// them as failed ("expected to fail"), and they become plain tests.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -539,7 +535,7 @@ describe('McastAgentStateFile on a temp dir', () => {
   // another, so a write landing after the read opened the file is not seen
   // until the next refresh's check(). Made deterministic here by holding the
   // read's close() until the second write's event has come.
-  test.failing('a write during a read is read too, without waiting for the next check()', async () => {
+  test('a write during a read is read too, without waiting for the next check()', async () => {
     const fsp = fs.promises;
     const realOpen = fsp.open.bind(fsp);
     let hold: Promise<void> | null = null;
@@ -821,7 +817,7 @@ describe('facts → VMM-AGENTX-MIB multicast objects', () => {
   // notifications). The kernel lists a group twice on a port with IGMPv3/
   // MLDv2 source-specific entries ((S,G) next to (*,G), as in the capture
   // above) and on a VLAN-filtering bridge (one entry per VLAN).
-  test.failing('a group listed twice on a port (an (S,G) entry next to its (*,G)) makes one row', () => {
+  test('a group listed twice on a port (an (S,G) entry next to its (*,G)) makes one row', () => {
     const entries = parseMdbMessages(captured());
     const view = lines(build([vm(VM_B, 5, 1, 'vnet1')], { mdb: entries, hostGroups: [], agent: null }));
     expect(view.filter((l) => l.startsWith('1.1.3.'))).toEqual([
@@ -834,7 +830,7 @@ describe('facts → VMM-AGENTX-MIB multicast objects', () => {
   // proxy-join index has no bridge, and the relay index only the group, so a
   // join held for one VM on two bridges (a VM with a NIC on each), or two
   // relays of one group, make a duplicate instance too.
-  test.failing('one group held for a VM on two bridges, or relayed twice: one row each, no failure', () => {
+  test('one group held for a VM on two bridges, or relayed twice: one row each, no failure', () => {
     const host: HostInfo = { ...HOST, interfaces: new Map([...HOST.interfaces, iface('br1', 3)]) };
     const view = lines(build(ROWS, {
       mdb: [],

@@ -56,9 +56,9 @@ describeAsRoot('the .deb: install, run as installed, purge', () => {
     process.stdout.write(`deb: installed ${path.basename(deb)} in ${Date.now() - t0} ms\n`);
 
     expect((await sh('/usr/bin/vmm-agentx', ['--version'])).split('\n')[0]).toMatch(/^vmm-agentx \d+\.\d+\.\d+$/);
-    if (fs.existsSync(path.join(ROOT, 'bin/check_vmm'))) {
-      expect((await runCommand('/usr/bin/check_vmm', ['--version'], { env })).exitCode).toBe(0);
-    }
+    // Monitoring Plugins convention: --version exits UNKNOWN (3).
+    const plugin = await runCommand('/usr/bin/check_vmm', ['--version'], { env });
+    expect([plugin.exitCode, plugin.stdout]).toEqual([3, expect.stringMatching(/check_vmm/)]);
     expect(fs.existsSync('/etc/vmm-agentx.conf')).toBe(true);
     expect(fs.existsSync('/lib/systemd/system/vmm-agentx.service')).toBe(true);
     const state = fs.statSync('/var/lib/vmm-agentx');
