@@ -8,7 +8,7 @@
 // last view and never wait for a refresh.
 import { AgentxLog, AgentxSession, MibView, Responder, formatOid } from '../agentx';
 import type { Config } from './config';
-import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, vmMibWritables, type VmRow } from './model/vm-mib';
+import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, vmMibWritables } from './model/vm-mib';
 import { NetSnmpLinkage } from './model/linkage';
 import { migrationNotifications, Notification, NotificationBaseline, NotificationStormGuard } from './notifications';
 import { migrationVarbinds } from './model/vmm-agentx-mib';
@@ -69,8 +69,6 @@ export class VmmAgent {
   private eventTimer: NodeJS.Timeout | null = null;
   private sampleTimer: NodeJS.Timeout | null = null;
   private sampling = false;
-  /** The rows of the last refresh by UUID, for the migration samples between refreshes. */
-  private rowsByUuid: ReadonlyMap<string, VmRow> = new Map();
   private uptimeTicks = 0;
   private notify: ((n: Notification) => Promise<void>) | null = null;
 
@@ -144,7 +142,7 @@ export class VmmAgent {
 
   /** VMs in the last refresh (for --check). */
   vmCount(): number {
-    return this.rowsByUuid.size;
+    return this.indexes?.size ?? 0;
   }
 
   /** How each collector's last run went (for --check). */
@@ -238,13 +236,13 @@ export class VmmAgent {
     // A Set of a notification switch may have changed the model state meanwhile.
     this.publish(this.modelState === state ? view : view.withValues(notificationSwitches(this.modelState)));
 
-    this.rowsByUuid = new Map(rows.map((r) => [r.domain.uuid, r]));
     this.uptimeTicks = hvUpTimeTicks(snapshot.host);
     const { perVmNotificationsEnabled: perVm, bulkNotificationsEnabled: bulk } = this.modelState;
     if (collection.fresh) {
       const batch = this.notifications.next(rows, { perVm, bulk });
       if (perVm) {
-        batch.perVm.push(...migrationNotifications(collection.migrationEvents, this.rowsByUuid, snapshot.migrations,
+        const byUuid = new Map(collection.migrationEvents.length === 0 ? [] : rows.map((r) => [r.domain.uuid, r]));
+        batch.perVm.push(...migrationNotifications(collection.migrationEvents, byUuid, snapshot.migrations,
           this.uptimeTicks, takenAt));
       }
       this.send(this.stormGuard.admit(batch, takenAt, bulk));
@@ -281,8 +279,9 @@ export class VmmAgent {
         const now = this.now();
         const changes = [];
         for (const [uuid, state] of states) {
-          const row = this.rowsByUuid.get(uuid);
-          if (row) changes.push(...migrationVarbinds(row.indexes.vmIndex, state, this.uptimeTicks, now));
+          // The last refresh's numbering (the agent keeps no rows between refreshes).
+          const vmIndex = this.indexes?.get(uuid)?.vmIndex;
+          if (vmIndex !== undefined) changes.push(...migrationVarbinds(vmIndex, state, this.uptimeTicks, now));
         }
         if (changes.length > 0) this.publish(view.withValues(changes));
       }

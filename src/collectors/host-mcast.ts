@@ -28,9 +28,22 @@ export function parseIgmp(text: string): HostGroup[] {
     if (device === null || !/^[0-9A-Fa-f]{8}$/.test(hex)) continue;
     const bytes = Buffer.from(hex, 'hex');
     if (littleEndian) bytes.reverse();
-    out.push({ device, group: [...bytes].join('.') });
+    const group = [...bytes].join('.');
+    // All-hosts, joined by every interface: never served.
+    if (group !== '224.0.0.1') out.push({ device, group });
   }
   return out;
+}
+
+/**
+ * The groups every IPv6 interface joins (all-nodes, link- and
+ * interface-local; solicited-node): never served, and with a tap per VM
+ * they are most of the file, so they are dropped here rather than kept.
+ */
+function everyInterfaceJoins(hex: string): boolean {
+  const h = hex.toLowerCase();
+  return h === 'ff020000000000000000000000000001' || h === 'ff010000000000000000000000000001' ||
+    h.startsWith('ff0200000000000000000001ff');
 }
 
 /** /proc/net/igmp6: "ifindex device group(32 hex digits) users flags timer" per line. */
@@ -38,7 +51,7 @@ export function parseIgmp6(text: string): HostGroup[] {
   const out: HostGroup[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f.length < 3 || !/^[0-9a-fA-F]{32}$/.test(f[2])) continue;
+    if (f.length < 3 || !/^[0-9a-fA-F]{32}$/.test(f[2]) || everyInterfaceJoins(f[2])) continue;
     const words: string[] = [];
     for (let i = 0; i < 32; i += 4) words.push(parseInt(f[2].slice(i, i + 4), 16).toString(16));
     out.push({ device: f[1], group: words.join(':') });
