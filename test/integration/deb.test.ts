@@ -72,7 +72,8 @@ describeAsRoot('the .deb: install, run as installed, purge', () => {
     expect(translated.split('\n').filter((l) => l.trim() !== '')).toEqual(['.1.3.6.1.2.1.236.1.2', '.1.3.6.1.4.1.8072.9999.9999.7666.1.1.1.1']);
 
     // The agent as installed, as its user, with its state dir, behind a private snmpd.
-    const snmpd: SnmpdInstance = await startSnmpd();
+    // The installed agent runs as its own user: the socket must admit it (what agentXPerms is for).
+    const snmpd: SnmpdInstance = await startSnmpd({ extraConfig: ['agentXPerms 0666 0755'] });
     const fixture = path.join(fs.mkdtempSync('/tmp/vmm-deb-'), 'host.xml');
     fs.copyFileSync(DEMO_URI.replace(/^test:\/\//, ''), fixture);
     fs.chmodSync(path.dirname(fixture), 0o755);
