@@ -6,6 +6,7 @@
  * every check here is on its output text, never on its exit status.
  */
 import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,8 +16,19 @@ import { describeUnless, missingTools } from '../harness/prereq';
 const repoRoot = path.resolve(__dirname, '..', '..');
 const projectMibDir = path.join(repoRoot, 'mib');
 const baseMibDir = path.join(repoRoot, 'node_modules', 'net-snmp', 'lib', 'mibs');
-/** Net-SNMP's own modules (NET-SNMP-MIB, for netSnmpPlaypen), as the snmp package installs them. */
-const netSnmpMibDir = '/usr/share/snmp/mibs';
+/**
+ * NET-SNMP-MIB (for netSnmpPlaypen), copied from the snmp package's
+ * /usr/share/snmp/mibs into a directory of our own: that shared directory
+ * changes under the test while the .deb test installs and purges the
+ * project's modules there.
+ */
+const netSnmpMibDir = mkdtempSync(path.join(tmpdir(), 'vmm-netsnmp-mib-'));
+try {
+  copyFileSync('/usr/share/snmp/mibs/NET-SNMP-MIB.txt', path.join(netSnmpMibDir, 'NET-SNMP-MIB.txt'));
+} catch {
+  // No snmp package: the tests below that need it fail naming the module.
+}
+afterAll(() => rmSync(netSnmpMibDir, { recursive: true, force: true }));
 const mibSearchPath = `${projectMibDir}:${baseMibDir}:${netSnmpMibDir}`;
 
 /** The modules this project ships; a missing or unexpected file fails the suite. */
