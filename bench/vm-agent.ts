@@ -17,6 +17,10 @@ export interface RefreshSample {
   instances: number;
   wallMs: number;
   cpuMs: number;
+  /** Calls the refresh made to libvirt, where the agent logs them. */
+  libvirtCalls: number | null;
+  /** The same by libvirt function, e.g. "virDomainGetInfo 1000, virConnectGetAllDomainStats 1". */
+  callProfile: string | null;
 }
 
 export interface ProcessMemory {
@@ -49,12 +53,13 @@ export interface VmAgentOptions {
   nodeFlags?: string[];
 }
 
-const REFRESH_LINE = /refresh: (\d+) VMs, (\d+) instances, ([\d.]+) ms wall, ([\d.]+) ms CPU/g;
+const REFRESH_LINE = /refresh: (\d+) VMs, (\d+) instances, ([\d.]+) ms wall, ([\d.]+) ms CPU \([^)]*\)(?:, (\d+) libvirt calls \(([^)]*)\))?/g;
 
 export function parseRefreshLines(log: string): RefreshSample[] {
   const out: RefreshSample[] = [];
   for (const m of log.matchAll(REFRESH_LINE)) {
-    out.push({ vms: Number(m[1]), instances: Number(m[2]), wallMs: Number(m[3]), cpuMs: Number(m[4]) });
+    out.push({ vms: Number(m[1]), instances: Number(m[2]), wallMs: Number(m[3]), cpuMs: Number(m[4]),
+      libvirtCalls: m[5] === undefined ? null : Number(m[5]), callProfile: m[6] ?? null });
   }
   return out;
 }

@@ -24,6 +24,7 @@ import { ProcessMemory, readProcessCpuMs, RefreshSample, launcherSettings, start
 import { formatReport, IntervalMemory, RefreshRun, SizeResult, WalkPair } from './vm-walk-report';
 import { DEFAULTS } from '../src/config';
 import { bulkwalkMedian, bulkwalkOnce, formatTiming, WalkTiming } from './walk-timer';
+import { speedProbe } from './speed-probe';
 
 const VM_MIB = '.1.3.6.1.2.1.236';
 const VMM_AGENTX_MIB = '.1.3.6.1.4.1.8072.9999.9999.7666';
@@ -204,27 +205,6 @@ async function benchSize(snmpd: SnmpdInstance, vms: number, workDir: string, lib
   }
   rmSync(fixture, { force: true });
   return { vms, instances, fixtureMs, agentReadyMs: quiet.readyMs, walks, memoryAfterWalks, local, baseline, remote, deployed };
-}
-
-/**
- * CPU ms of a fixed piece of arithmetic (no allocation, so no garbage
- * collection in it): not a figure of the agent but of the machine at that
- * moment. Shared hosts and VMs vary in speed over minutes, and every CPU and
- * µs figure of the report moves with them; the probe says by how much.
- */
-function speedProbe(): number {
-  const before = process.cpuUsage();
-  let x = 2463534242;
-  let sum = 0;
-  for (let i = 0; i < 200_000_000; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    sum = (sum + (x & 0xff)) | 0;
-  }
-  const used = process.cpuUsage(before);
-  if (sum === 0.5) throw new Error('unreachable: keeps the loop from being optimised away');
-  return (used.user + used.system) / 1000;
 }
 
 async function main(): Promise<void> {

@@ -218,6 +218,7 @@ export class VmmAgent {
     // the libvirt calls), so an operator can see what one refresh costs.
     const wallBefore = performance.now();
     const cpuBefore = process.cpuUsage();
+    const callsBefore = this.collector.libvirtCallsMade();
     const takenAt = this.now();
     const collection = await this.collector.collect(takenAt, (uuid, id) => store.isNewRun(uuid, id), scope === 'all' ? undefined : scope);
     const { snapshot } = collection;
@@ -252,8 +253,10 @@ export class VmmAgent {
     // Not awaited: it runs on the pool while the agent goes back to answering.
     void releaseFreedNativeMemory();
     const cpu = process.cpuUsage(cpuBefore);
+    const calls = callsSince(callsBefore, this.collector.libvirtCallsMade());
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +
       `${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU (user ${(cpu.user / 1000).toFixed(1)}, system ${(cpu.system / 1000).toFixed(1)})` +
+      (calls === null ? '' : `, ${calls.total} libvirt calls (${calls.byFunction})`) +
       (scope === 'all' ? '' : `; libvirt asked about ${scope.size} domain(s) events named`));
   }
 
@@ -319,4 +322,19 @@ function sameVms(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown
 /** Wires a session's notify to the agent. */
 export function sessionNotifier(session: AgentxSession): (n: Notification) => Promise<void> {
   return (n) => session.notify(n.trapOid, n.varbinds);
+}
+
+/** The libvirt calls between two readings: their number, and "function count" pairs, most frequent first. */
+function callsSince(
+  before: ReadonlyMap<string, number> | null,
+  after: ReadonlyMap<string, number> | null,
+): { total: number; byFunction: string } | null {
+  if (before === null || after === null) return null;
+  const made: [string, number][] = [];
+  for (const [name, count] of after) {
+    const n = count - (before.get(name) ?? 0);
+    if (n > 0) made.push([name, n]);
+  }
+  made.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  return { total: made.reduce((sum, [, n]) => sum + n, 0), byFunction: made.map(([name, n]) => `${name} ${n}`).join(', ') };
 }

@@ -6,6 +6,7 @@ import type { AgentxLog } from '../agentx';
 import type { DomainSource, JobEvent } from './snapshot-collector';
 import type { JobStatistics } from './collectors/libvirt';
 import { LibvirtCollector } from './collectors/libvirt';
+import { libvirtCallsMade } from './libvirt/calls';
 import type { Config } from './config';
 import type { DomainRecord, HypervisorInfo } from './snapshot';
 
@@ -53,6 +54,10 @@ export class LibvirtDomainSource implements DomainSource {
   onJobEvent(cb: (e: JobEvent) => void): void {
     this.collector.onMigrationIteration((uuid, iteration) => cb({ kind: 'iteration', uuid, iteration }));
     this.collector.onJobCompleted((uuid, params) => cb({ kind: 'completed', uuid, params }));
+  }
+
+  callsMade(): ReadonlyMap<string, number> {
+    return libvirtCallsMade();
   }
 
   close(): Promise<void> {

@@ -42,6 +42,8 @@ export interface DomainSource extends Collector<ReadonlySet<string> | undefined,
   /** Job statistics (migration progress); absent where the source has none. */
   jobStatistics?: JobStatisticsSource['jobStatistics'];
   onJobEvent?(cb: (e: JobEvent) => void): void;
+  /** Calls made to libvirt so far, by function (the refresh log reports the difference). */
+  callsMade?(): ReadonlyMap<string, number>;
 }
 
 export interface Collection {
@@ -142,6 +144,11 @@ export class SnapshotCollector {
   /** Samples the running migrations (see MigrationTracker.sample). */
   sampleMigrations(): Promise<{ states: Map<string, MigrationState>; over: Set<string> }> {
     return this.migrations?.sample() ?? Promise.resolve({ states: new Map<string, MigrationState>(), over: new Set<string>() });
+  }
+
+  /** Calls made to libvirt so far, or null where the source does not count them. */
+  libvirtCallsMade(): ReadonlyMap<string, number> | null {
+    return this.domains.callsMade?.() ?? null;
   }
 
   /** How each collector's last run went (for --check). */

@@ -29,8 +29,24 @@ import { endianness } from 'node:os';
 const littleEndian = endianness() === 'LE';
 const api = (): LibvirtApi => libvirt().api;
 
+const callsMade = new Map<string, number>();
+
+function counted(fn: { info: { name: string } }): void {
+  const name = fn.info.name;
+  callsMade.set(name, (callsMade.get(name) ?? 0) + 1);
+}
+
+/**
+ * Calls run on the pool since the process started, by libvirt function:
+ * what refreshes cost libvirt. The caller subtracts two readings.
+ */
+export function libvirtCallsMade(): ReadonlyMap<string, number> {
+  return new Map(callsMade);
+}
+
 /** Runs a koffi function on the libuv thread pool and resolves with its C return value. */
 export function callAsync<A extends unknown[], R>(fn: KoffiFunc<(...args: A) => R>, ...args: A): Promise<R> {
+  counted(fn);
   return new Promise<R>((resolve, reject) => {
     fn.async(...args, (err: unknown, result: R) => {
       if (err) reject(err instanceof Error ? err : new Error(String(err)));
@@ -55,6 +71,7 @@ export function callChecked<A extends unknown[], R, T>(
   decode: (rc: R) => T,
 ): Promise<T> {
   const mark = errorMark();
+  counted(fn);
   return new Promise<T>((resolve, reject) => {
     const done = (err: unknown, rc: R): void => {
       if (err) reject(err instanceof Error ? err : new Error(String(err)));
