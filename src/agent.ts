@@ -37,6 +37,9 @@ export interface AgentDeps {
  */
 type Scope = ReadonlySet<string> | 'all';
 
+/** How soon domains named by an event are asked again when their refresh could not reach libvirt. */
+const EVENT_RETRY_MS = 1000;
+
 function widen(a: Scope | null, b: Scope): Scope {
   if (a === null) return b;
   if (a === 'all' || b === 'all') return 'all';
@@ -67,6 +70,9 @@ export class VmmAgent {
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
+  /** Domains whose event-driven refresh did not reach libvirt, asked again after EVENT_RETRY_MS. */
+  private retryScope: Scope | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
   private sampleTimer: NodeJS.Timeout | null = null;
   private sampling = false;
   private uptimeTicks = 0;
@@ -126,6 +132,24 @@ export class VmmAgent {
     }, 0);
   }
 
+  /**
+   * The domains an event named could not be asked (libvirt did not answer
+   * the list in time, or failed): they are asked again shortly rather than
+   * at the next interval, which may be minutes away. A lost connection needs
+   * no retry: its return refreshes everything.
+   */
+  private retryLater(scope: Scope): void {
+    if (this.stopped) return;
+    this.retryScope = widen(this.retryScope, scope);
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      const named = this.retryScope ?? 'all';
+      this.retryScope = null;
+      this.refreshSoon(named);
+    }, EVENT_RETRY_MS);
+  }
+
   private now(): number {
     return this.deps.clock?.() ?? Date.now();
   }
@@ -166,6 +190,8 @@ export class VmmAgent {
   async stop(refreshGraceMs = 500): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.eventTimer) clearTimeout(this.eventTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.sampleTimer) clearInterval(this.sampleTimer);
     this.timer = null;
     this.eventTimer = null;
@@ -222,6 +248,7 @@ export class VmmAgent {
     const takenAt = this.now();
     const collection = await this.collector.collect(takenAt, (uuid, id) => store.isNewRun(uuid, id), scope === 'all' ? undefined : scope);
     const { snapshot } = collection;
+    if (!collection.fresh && scope !== 'all' && scope.size > 0) this.retryLater(scope);
     const indexes = store.assign(indexKeys(snapshot.domains ?? [], collection.runStarts), takenAt);
     const down = collection.libvirtDownSince;
     const tableChanged = this.indexes === null || !sameVms(this.indexes, indexes);

@@ -32,4 +32,39 @@ describe('VmmAgent refresh', () => {
     expect(agent.view?.get(curCpus)).toEqual({ type: ValueType.Integer, value: 2 });
     await agent.stop();
   });
+
+  test('domains an event named are asked again within seconds when that refresh could not reach libvirt', async () => {
+    const asked: (string[] | 'all')[] = [];
+    let failing = true;
+    let onEvent: (uuid: string) => void = () => undefined;
+    const records = [domain(2)];
+    const source: DomainSource = {
+      name: 'libvirt',
+      hypervisorInfo: () => null,
+      collect: async (only) => {
+        asked.push(only === undefined ? 'all' : [...only]);
+        if (only !== undefined && failing) throw new Error('libvirt has not answered the previous domain list yet');
+        return records;
+      },
+      lastKnown: () => records,
+      onEvent: (cb) => { onEvent = cb; },
+      close: async () => undefined,
+    };
+    const { log } = recordingLog();
+    // The regular refresh is an hour away: only the retry can ask again.
+    const config = { ...DEFAULTS, refreshSeconds: 3600, procRoot: '/nonexistent/proc', sysRoot: '/nonexistent/sys', mountsFile: '/nonexistent/mtab' };
+    const agent = new VmmAgent({ config, domains: source, store: VmIndexStore.memory(log), log });
+    await agent.start();
+    onEvent(records[0].uuid);
+    const until = Date.now() + 5000;
+    while (asked.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(asked).toEqual(['all', [records[0].uuid]]);
+    failing = false;
+    while (asked.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(asked).toEqual(['all', [records[0].uuid], [records[0].uuid]]);
+    // Answered: no further retry.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(asked).toHaveLength(3);
+    await agent.stop();
+  });
 });
