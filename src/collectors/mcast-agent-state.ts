@@ -69,6 +69,9 @@ function isMulticast(address: string): boolean {
   return family === 6 && /^ff/i.test(address);
 }
 
+/** How long a malformed file must stay unchanged before it is reported (a writer may still be at it). */
+const SETTLE_MS = 100;
+
 export class McastAgentStateFile {
   private watcher: FSWatcher | null = null;
   private state: McastAgentState | null = null;
@@ -185,10 +188,26 @@ export class McastAgentStateFile {
       this.fileProblem = false;
       this.set({ proxyJoins: parsed.proxyJoins, relays: parsed.relays }, parsed.pid, identity);
     } catch (err) {
-      // Also what a half-written file looks like: the next write event brings the whole.
+      // A writer that does not rename into place is seen mid-write (empty, or
+      // cut short): the file is judged only once it has stayed as it is for
+      // a moment, so that one bad write is one log line.
+      if (!(await this.unchangedFor(identity, SETTLE_MS))) {
+        this.readAgain = true;
+        return;
+      }
       this.report(`${this.file} is not a state file this agent understands (${(err as Error).message}); keeping the last ` +
         'good state — vmm-mcastd writes it atomically, so check what else writes there', 'error', true);
       this.identity = identity;
+    }
+  }
+
+  private async unchangedFor(identity: string, ms: number): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      const st = await fs.stat(this.file);
+      return `${st.ino}:${st.size}:${st.mtimeMs}` === identity;
+    } catch {
+      return false;
     }
   }
 
