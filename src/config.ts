@@ -13,6 +13,12 @@ export interface Config {
   libvirtGraceSeconds: number;
   /** Seconds one domain's libvirt calls may take before its previous values are kept. */
   domainTimeoutSeconds: number;
+  /**
+   * Seconds between full re-reads of every domain's configuration (XML,
+   * pinning, autostart, ...), which refreshes otherwise read only when an
+   * event says it changed; 0 for never.
+   */
+  libvirtResyncSeconds: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   perVmNotifications: boolean;
   bulkNotifications: boolean;
@@ -40,6 +46,10 @@ export const DEFAULTS: Config = {
   refreshSeconds: 5,
   libvirtGraceSeconds: 30,
   domainTimeoutSeconds: 2,
+  // A safety net, not the way changes arrive: libvirt's events bring them at
+  // once. A few minutes bounds what an event libvirt never sends (autostart
+  // has none) leaves stale, at the cost of one full read per interval.
+  libvirtResyncSeconds: 300,
   logLevel: 'info',
   perVmNotifications: true,
   bulkNotifications: false,
@@ -86,6 +96,7 @@ const SETTINGS: Record<string, Setter> = {
   'refresh': num('refreshSeconds', 0.2, 3600),
   'libvirt-grace': num('libvirtGraceSeconds', 0, 86400),
   'domain-timeout': num('domainTimeoutSeconds', 0.1, 600),
+  'libvirt-resync': num('libvirtResyncSeconds', 0, 86400),
   'log-level': (c, v, where) => {
     if (!['error', 'warn', 'info', 'debug'].includes(v)) throw new ConfigError(`${where}: log level "${v}" is not error, warn, info or debug`);
     c.logLevel = v as Config['logLevel'];
@@ -116,7 +127,7 @@ export const USAGE = `usage: vmm-agentx [--config FILE] [--libvirt-uri URI] [--a
   --log-level LEVEL    error, warn, info (default) or debug
   --dump               print every instance as "OID = TYPE: value" from one snapshot and exit
   --check              check the configuration and libvirt, print a summary and exit
-Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, notifications-per-vm,
+Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, libvirt-resync, notifications-per-vm,
 notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file, mcast-agent-state.`;
 
 export interface ParsedArgs {

@@ -15,7 +15,11 @@ export class LibvirtDomainSource implements DomainSource {
   private constructor(private readonly collector: LibvirtCollector) {}
 
   static async open(config: Config, log: AgentxLog): Promise<LibvirtDomainSource> {
-    const collector = new LibvirtCollector({ domainTimeoutMs: config.domainTimeoutSeconds * 1000, log });
+    const collector = new LibvirtCollector({
+      domainTimeoutMs: config.domainTimeoutSeconds * 1000,
+      resyncMs: config.libvirtResyncSeconds * 1000,
+      log,
+    });
     await collector.open(config.libvirtUri, { readOnly: !config.libvirtReadWrite });
     return new LibvirtDomainSource(collector);
   }
@@ -37,13 +41,14 @@ export class LibvirtDomainSource implements DomainSource {
   }
 
   /**
-   * Lifecycle and job events name a domain; losing or regaining the
+   * Lifecycle, job and configuration events name a domain; losing or regaining the
    * connection concerns all of them (uuid ''): either way the agent refreshes
    * now rather than at its next tick, so a restored libvirt is served at once.
    */
   onEvent(cb: (uuid: string) => void): void {
     this.collector.onLifecycle((uuid) => cb(uuid));
     this.collector.onJobCompleted((uuid) => cb(uuid));
+    this.collector.onConfigChange((uuid) => cb(uuid));
     this.collector.onConnectionChange(() => cb(''));
   }
 

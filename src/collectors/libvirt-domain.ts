@@ -1,7 +1,14 @@
-// One domain's DomainRecord: its live XML (configuration), then runtime
-// values, taken from the bulk virConnectGetAllDomainStats record where the
-// driver filled the group and from per-domain calls where it did not (the
-// test driver fills only state.*).
+// One domain's DomainRecord: its configuration (live XML, vCPU pinning,
+// autostart, persistence, managed save, current job), then runtime values,
+// taken from the bulk virConnectGetAllDomainStats record where the driver
+// filled the group and from per-domain calls where it did not (the test
+// driver fills only state.*).
+//
+// The configuration is read in full only when the caller has no previous
+// record to go on (a new domain, an event named it, a resync). Otherwise it
+// comes from the previous record and the cached XML facts, and only what
+// changes between two refreshes is asked for: counters, state and the
+// current job.
 //
 // The XML, state and info calls are essential: if one fails the domain has
 // no record this refresh (the caller keeps its previous one, or drops it if
@@ -79,9 +86,16 @@ export function isDomainFatal(err: unknown): boolean {
   );
 }
 
-export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Promise<DomainRecord> {
-  const xml = await domainXml(t.dom);
-  const facts = parsedXml(t.uuid, xml, ctx);
+/**
+ * The domain's record. `previous`: its last good record, whose configuration
+ * still holds (no event said otherwise), or null to read everything.
+ */
+export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, previous: DomainRecord | null = null): Promise<DomainRecord> {
+  // A domain that started or stopped has a new live XML; its event may have
+  // been missed, so the id decides too.
+  const cachedFacts = previous !== null && previous.id === t.id ? ctx.xmlCache.get(t.uuid)?.facts : undefined;
+  const steady = cachedFacts !== undefined ? previous : null;
+  const facts = cachedFacts ?? parsedXml(t.uuid, await domainXml(t.dom), ctx);
 
   const bulkState = paramNumber(t.stats, 'state.state');
   const { state, reason } =
@@ -104,12 +118,6 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
   // configuration otherwise (defaults such as "no pin = every host CPU" are
   // driver-specific, so libvirt is asked rather than the XML interpreted).
   // The XML is the fallback when the call fails.
-  let pins: number[][] | null = null;
-  try {
-    pins = await domainVcpuPinning(t.dom, facts.maxVcpus, ctx.hostCpuNumbers);
-  } catch (err) {
-    minor('vCPU pinning', err);
-  }
   let runtime: VcpuRuntime[] | null = active ? vcpusFromStats(t.stats) : null;
   if (active && runtime === null) {
     try {
@@ -119,6 +127,22 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     }
   }
   runtime ??= facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
+  let affinityOf: (vcpu: number) => readonly number[] | null;
+  if (steady !== null) {
+    // Pinning changes only with a tunable or lifecycle event. A vCPU the
+    // previous record lacks was plugged without one: read everything.
+    const known = new Map(steady.vcpus.map((v) => [v.number, v.affinity]));
+    if (runtime.some((v) => !known.has(v.number))) return queryDomain(t, ctx, null);
+    affinityOf = (n) => known.get(n) ?? null;
+  } else {
+    let pins: number[][] | null = null;
+    try {
+      pins = await domainVcpuPinning(t.dom, facts.maxVcpus, ctx.hostCpuNumbers);
+    } catch (err) {
+      minor('vCPU pinning', err);
+    }
+    affinityOf = (n) => shareable(pins?.[n] ?? (active ? null : xmlAffinity(facts, n, ctx.hostCpus)));
+  }
   // Records are spelled out field by field, not spread: V8 gives every object
   // made by `{ ...x, more }` a hidden class of its own, which at 10,000 VMs
   // costs megabytes of maps and slows every later property access.
@@ -126,9 +150,12 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     number: v.number,
     state: v.state,
     cpuTimeNs: v.cpuTimeNs,
-    affinity: shareable(pins?.[v.number] ?? (active ? null : xmlAffinity(facts, v.number, ctx.hostCpus))),
+    affinity: affinityOf(v.number),
   }));
 
+  // Asked every refresh of a running domain: a job starts with no event of
+  // its own (a migration that fails before moving memory sends none at all),
+  // and no bulk stats group reports it.
   const job = ctx.support.jobStats === 'no' && ctx.support.jobInfo === 'no' ? null : await queryJob(t, active, ctx);
   const blockIndex = bulkBlockIndex(t.stats);
   // Sized up front: an array grown by push() keeps room for 17 (~120 bytes a domain).
@@ -145,11 +172,17 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext): Pro
     id: t.id,
     state,
     reason,
-    autostart: ctx.bulk ? ctx.bulk.autostart.has(t.uuid) : await autostart(t.dom).catch((err) => minor('autostart', err)),
-    persistent: ctx.bulk ? !ctx.bulk.transient.has(t.uuid) : await isPersistent(t.dom).catch((err) => minor('persistence', err)),
-    managedSave: ctx.bulk
-      ? ctx.bulk.managedSave.has(t.uuid)
-      : ((await hasManagedSave(t.dom).catch((err) => minor('managed save', err))) ?? false),
+    autostart: steady !== null
+      ? steady.autostart
+      : ctx.bulk ? ctx.bulk.autostart.has(t.uuid) : await autostart(t.dom).catch((err) => minor('autostart', err)),
+    persistent: steady !== null
+      ? steady.persistent
+      : ctx.bulk ? !ctx.bulk.transient.has(t.uuid) : await isPersistent(t.dom).catch((err) => minor('persistence', err)),
+    managedSave: steady !== null
+      ? steady.managedSave
+      : ctx.bulk
+        ? ctx.bulk.managedSave.has(t.uuid)
+        : ((await hasManagedSave(t.dom).catch((err) => minor('managed save', err))) ?? false),
     memoryKiB,
     cpuTimeNs,
     vcpus,

@@ -13,6 +13,14 @@
 // pool (event-loop.ts). libvirt's per-thread error state is handled in
 // errors.ts.
 //
+// Cost: a steady refresh reads only what changes: one bulk stats call, and
+// per domain only what the driver's bulk stats lack (counters, a running
+// job). A domain's configuration (XML, pinning, autostart, persistence,
+// managed save) is read again only when an event says it may have changed,
+// after a reconnect, when its id changed, and at the resync
+// (options.resyncMs), a full read of every domain that logs whatever changed
+// without an event.
+//
 // Isolation: domains are queried a few at a time (options.concurrency), each
 // against its own deadline (options.domainTimeoutMs). A domain that misses
 // it keeps its last good record, logged once. Its call may still be running
@@ -36,7 +44,7 @@ import {
   type DomainStatsEntry,
 } from '../libvirt/calls';
 import { LibvirtConnection } from '../libvirt/connection';
-import type { JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
+import type { ConfigChangeListener, JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
 import { jobStatistics, type JobStatistics } from '../libvirt/domain-calls';
 import { ErrorCode, LibvirtError } from '../libvirt/errors';
 import { GET_ALL_DOMAINS_STATS_NOWAIT, JobStatsFlag, ListDomainsFlag, StatsGroup, type ConnectPtr } from '../libvirt/ffi';
@@ -52,7 +60,7 @@ import {
 import { LastGoodRecords } from './last-good';
 import { forEachLimited } from './limited';
 
-export type { JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
+export type { ConfigChangeListener, JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
 export type { JobStatistics } from '../libvirt/domain-calls';
 export type { TypedParamValue } from '../libvirt/typed-params';
 
@@ -70,6 +78,9 @@ export interface LibvirtCollectorOptions {
   afterListing?: () => Promise<void> | void;
   /** Test seam: replaces the per-domain query (e.g. to make one domain hang). */
   queryDomain?: typeof queryDomain;
+  /** Every domain's configuration is read again this often, in ms; 0: never. Default 300000. */
+  resyncMs?: number;
+  clock?: () => number;
 }
 
 export interface OpenOptions {
@@ -79,6 +90,11 @@ export interface OpenOptions {
 
 const STATS_GROUPS = StatsGroup.STATE | StatsGroup.CPU_TOTAL | StatsGroup.BALLOON | StatsGroup.VCPU | StatsGroup.BLOCK;
 const TIMED_OUT = Symbol('timed out');
+/**
+ * Up to this many configuration reads in one refresh ask each domain for its
+ * flags (3 calls each); more take the 3 filtered lists of all domains.
+ */
+const FLAGS_PER_DOMAIN_UP_TO = 8;
 
 /** 'late': missed its deadline; 'kept': not asked this time (a collection of the domains an event named). */
 type Outcome = { kind: 'ok'; record: DomainRecord } | { kind: 'failed'; error: unknown } | { kind: 'late' } | { kind: 'kept' };
@@ -107,6 +123,13 @@ export class LibvirtCollector {
   private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts);
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
   private readonly logged = new Map<string, string>();
+  /** Domains whose configuration an event said may have changed since it was read. */
+  private readonly stale = new Set<string>();
+  /** Every domain's configuration is to be read (a new connection). */
+  private allStale = true;
+  private readonly resyncMs: number;
+  private nextResyncAt = 0;
+  private readonly clock: () => number;
 
   constructor(private readonly options: LibvirtCollectorOptions = {}) {
     this.domainTimeoutMs = options.domainTimeoutMs ?? 2000;
@@ -117,6 +140,15 @@ export class LibvirtCollector {
       reconnectDelaysMs: options.reconnectDelaysMs ?? [250, 500, 1000, 2000, 4000, 5000],
       log: this.log,
     });
+    this.resyncMs = options.resyncMs ?? 300_000;
+    this.clock = options.clock ?? Date.now;
+    // Marked before any listener of the agent's runs (these subscribe first),
+    // so the refresh an event triggers reads the domain's configuration.
+    const markStale = (uuid: string): void => void this.stale.add(uuid);
+    this.connection.events.onLifecycle(markStale);
+    this.connection.events.onJobCompleted(markStale);
+    this.connection.events.onMigrationIteration(markStale);
+    this.connection.events.onConfigChange(markStale);
   }
 
   /** Opens the connection (null URI: libvirt's default). Rejects with a LibvirtError if libvirt refuses. */
@@ -150,6 +182,11 @@ export class LibvirtCollector {
   /** Completed jobs (migration, save, dump, ...) with their statistics; returns an unsubscribe function. */
   onJobCompleted(cb: JobCompletedListener): () => void {
     return this.connection.events.onJobCompleted(cb);
+  }
+
+  /** A domain's configuration or devices changed (device, tunable, metadata, media events); returns an unsubscribe function. */
+  onConfigChange(cb: ConfigChangeListener): () => void {
+    return this.connection.events.onConfigChange(cb);
   }
 
   /** Each pass of an outgoing migration (source host only); returns an unsubscribe function. */
@@ -253,12 +290,10 @@ export class LibvirtCollector {
   private async collectFrom(conn: ConnectPtr, only: ReadonlySet<string> | undefined): Promise<DomainRecord[]> {
     const driver = this.knowledgeOf(conn);
     let targets: DomainTarget[];
-    let bulk: BulkFlags | null;
     try {
       targets = await this.connectionWide(this.listTargets(conn, driver), 'listing domains', (late) => {
         for (const t of late) void releaseDomainLater(t.dom);
       });
-      bulk = await this.connectionWide(this.bulkFlags(conn, driver), 'listing domain flags');
     } catch (err) {
       await this.connection.checkAfterError(conn, err);
       throw err;
@@ -266,6 +301,32 @@ export class LibvirtCollector {
     // Targets whose domain reference a late query still holds (it frees them).
     const handedOver = new Set<DomainTarget>();
     try {
+      const asked = only === undefined ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
+      const resync = only === undefined && !this.allStale && this.resyncMs > 0 && this.clock() >= this.nextResyncAt;
+      const previous = new Map<string, DomainRecord | null>();
+      let configReads = 0;
+      for (const t of asked) {
+        const last = this.allStale || resync || this.stale.has(t.uuid) ? undefined : this.lastGood.get(t.uuid);
+        previous.set(t.uuid, last ?? null);
+        if (last === undefined) configReads++;
+      }
+      // Unmarked as the reads are planned: an event arriving from here on marks the domain for the next refresh.
+      const changedByEvent = resync ? new Set(this.stale) : null;
+      if (this.allStale || only === undefined) this.stale.clear();
+      else for (const t of asked) this.stale.delete(t.uuid);
+      const fullCollection = only === undefined && (this.allStale || resync);
+      this.allStale = false;
+      if (fullCollection) this.nextResyncAt = this.clock() + this.resyncMs;
+
+      let bulk: BulkFlags | null = null;
+      if (configReads > FLAGS_PER_DOMAIN_UP_TO) {
+        try {
+          bulk = await this.connectionWide(this.bulkFlags(conn, driver), 'listing domain flags');
+        } catch (err) {
+          await this.connection.checkAfterError(conn, err);
+          throw err;
+        }
+      }
       await this.options.afterListing?.();
       const ctx: DomainQueryContext = {
         hostCpus: this.connection.facts?.hostCpus ?? 0,
@@ -277,15 +338,35 @@ export class LibvirtCollector {
           this.logOnce(`${uuid}:${what}`, 'debug', `domain ${uuid}: ${what} unavailable: ${errorText(err)}`),
       };
       const outcomes = new Map<string, Outcome>();
-      const asked = only === undefined ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
       await forEachLimited(asked, this.concurrency, async (t) => {
-        outcomes.set(t.uuid, await this.queryWithDeadline(t, ctx, handedOver));
+        const before = resync && changedByEvent !== null && !changedByEvent.has(t.uuid) ? this.configOf(t.uuid) : null;
+        const outcome = await this.queryWithDeadline(t, ctx, previous.get(t.uuid) ?? null, handedOver);
+        outcomes.set(t.uuid, outcome);
+        if (outcome.kind !== 'ok') this.stale.add(t.uuid);
+        else if (before !== null) this.reportMissedEvent(t, before, outcome.record);
       });
       if (asked !== targets) for (const t of targets) if (!outcomes.has(t.uuid)) outcomes.set(t.uuid, { kind: 'kept' });
       return await this.assemble(conn, targets, outcomes);
     } finally {
       for (const t of targets) if (!handedOver.has(t)) releaseDomain(t.dom);
     }
+  }
+
+  /** What a resync compares: the domain's configuration as last read. */
+  private configOf(uuid: string): { record: DomainRecord; facts: DomainXmlFacts } | null {
+    const record = this.lastGood.get(uuid);
+    const facts = this.xmlCache.get(uuid)?.facts;
+    return record === undefined || facts === undefined ? null : { record, facts };
+  }
+
+  /** A resync found a configuration that changed with no event saying so: one line, naming what changed. */
+  private reportMissedEvent(t: DomainTarget, before: { record: DomainRecord; facts: DomainXmlFacts }, after: DomainRecord): void {
+    const facts = this.xmlCache.get(t.uuid)?.facts;
+    if (facts === undefined) return;
+    const changed = configDifferences(before, { record: after, facts });
+    if (changed.length === 0) return;
+    this.log('info', `resync: domain ${t.name} (${t.uuid}): ${changed.join(', ')} changed with no event from libvirt; ` +
+      'served from now on');
   }
 
   /**
@@ -309,6 +390,8 @@ export class LibvirtCollector {
 
   private knowledgeOf(conn: ConnectPtr): DriverKnowledge {
     if (this.driver?.conn !== conn) {
+      // A new connection: events may have been missed while there was none.
+      this.allStale = true;
       this.driver = { conn, statsNoWait: true, bulkFlags: true, blockStatsFlags: 'unknown', jobStats: 'unknown', jobInfo: 'unknown' };
     }
     return this.driver;
@@ -356,11 +439,16 @@ export class LibvirtCollector {
     }
   }
 
-  private async queryWithDeadline(t: DomainTarget, ctx: DomainQueryContext, handedOver: Set<DomainTarget>): Promise<Outcome> {
+  private async queryWithDeadline(
+    t: DomainTarget,
+    ctx: DomainQueryContext,
+    previous: DomainRecord | null,
+    handedOver: Set<DomainTarget>,
+  ): Promise<Outcome> {
     // Still busy with an earlier refresh's call: do not stack another one on it.
     if (this.inFlight.has(t.uuid)) return { kind: 'late' };
     this.inFlight.add(t.uuid);
-    const work: Promise<Outcome> = (this.options.queryDomain ?? queryDomain)(t, ctx).then(
+    const work: Promise<Outcome> = (this.options.queryDomain ?? queryDomain)(t, ctx, previous).then(
       (record): Outcome => ({ kind: 'ok', record }),
       (error: unknown): Outcome => ({ kind: 'failed', error }),
     );
@@ -429,6 +517,7 @@ export class LibvirtCollector {
   private forget(uuid: string): void {
     this.lastGood.delete(uuid);
     this.xmlCache.delete(uuid);
+    this.stale.delete(uuid);
     for (const key of [...this.logged.keys()]) if (key.startsWith(`${uuid}:`)) this.logged.delete(key);
   }
 
@@ -450,6 +539,30 @@ function withFreshState(previous: DomainRecord, t: DomainTarget): DomainRecord {
     reason: typeof reason === 'number' ? reason : previous.reason,
   };
 }
+
+/**
+ * The parts of a domain's configuration that differ, by name. The current
+ * memory is left out: it is the balloon's runtime value, read every refresh.
+ */
+export function configDifferences(
+  a: { record: DomainRecord; facts: DomainXmlFacts },
+  b: { record: DomainRecord; facts: DomainXmlFacts },
+): string[] {
+  const changed: string[] = [];
+  if (a.facts !== b.facts) {
+    for (const key of Object.keys(b.facts) as (keyof DomainXmlFacts)[]) {
+      if (key !== 'currentMemoryKiB' && asText(a.facts[key]) !== asText(b.facts[key])) changed.push(`XML ${key}`);
+    }
+  }
+  if (asText(a.record.vcpus.map((v) => v.affinity)) !== asText(b.record.vcpus.map((v) => v.affinity))) changed.push('vCPU pinning');
+  if (a.record.autostart !== b.record.autostart) changed.push('autostart');
+  if (a.record.persistent !== b.record.persistent) changed.push('persistence');
+  if (a.record.managedSave !== b.record.managedSave) changed.push('managed save');
+  if (a.record.jobType !== b.record.jobType) changed.push('job');
+  return changed;
+}
+
+const asText = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

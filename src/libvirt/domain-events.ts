@@ -1,5 +1,6 @@
-// Domain lifecycle, migration-iteration and job-completed events, and the
-// connection close callback, for one LibvirtCollector.
+// Domain lifecycle, migration-iteration and job-completed events, the events
+// that say a domain's configuration or devices changed, and the connection
+// close callback, for one LibvirtCollector.
 //
 // libvirt calls these from the thread running its event loop (a libuv pool
 // thread, see event-loop.ts); koffi relays each call to the main thread, so
@@ -26,6 +27,26 @@ export type LifecycleListener = (uuid: string, event: number, detail: number) =>
 export type JobCompletedListener = (uuid: string, params: ReadonlyMap<string, TypedParamValue>) => void;
 /** An outgoing migration began pass `iteration` over guest memory (source host only). */
 export type MigrationIterationListener = (uuid: string, iteration: number) => void;
+/** The domain's configuration or devices changed; `what` is the event's name (e.g. "device-added"). */
+export type ConfigChangeListener = (uuid: string, what: string) => void;
+
+/**
+ * Events after which a domain's XML, vCPU pinning or devices may differ:
+ * a device plugged or unplugged, a tunable (pinning, vCPUs) or metadata
+ * changed, a medium changed or ejected, a block job pivoted to another
+ * image, a memory device resized. Lifecycle events (define, start, ...) say
+ * so too and are handled on their own.
+ */
+const CONFIG_EVENTS: readonly [number, string][] = [
+  [DomainEventId.DEVICE_ADDED, 'device-added'],
+  [DomainEventId.DEVICE_REMOVED, 'device-removed'],
+  [DomainEventId.TUNABLE, 'tunable'],
+  [DomainEventId.METADATA_CHANGE, 'metadata-change'],
+  [DomainEventId.DISK_CHANGE, 'disk-change'],
+  [DomainEventId.TRAY_CHANGE, 'tray-change'],
+  [DomainEventId.BLOCK_JOB_2, 'block-job-2'],
+  [DomainEventId.MEMORY_DEVICE_SIZE_CHANGE, 'memory-device-size-change'],
+];
 
 /** virConnectCloseReason. */
 const CLOSE_REASONS = ['error', 'end of file', 'keepalive timeout', 'client closed'];
@@ -34,6 +55,8 @@ interface Trampolines {
   lifecycle: NativePtr;
   jobCompleted: NativePtr;
   migrationIteration: NativePtr;
+  /** One per CONFIG_EVENTS entry, in its order. */
+  configChange: NativePtr[];
   close: NativePtr;
 }
 
@@ -41,6 +64,7 @@ interface Registration {
   lifecycleId: number | null;
   jobCompletedId: number | null;
   migrationIterationId: number | null;
+  configChangeIds: number[];
   closeRegistered: boolean;
 }
 
@@ -48,6 +72,7 @@ export class DomainEvents {
   private readonly lifecycle = new Set<LifecycleListener>();
   private readonly jobCompleted = new Set<JobCompletedListener>();
   private readonly migrationIteration = new Set<MigrationIterationListener>();
+  private readonly configChange = new Set<ConfigChangeListener>();
   private trampolines: Trampolines | null = null;
   private readonly registrations = new Map<ConnectPtr, Registration>();
 
@@ -72,10 +97,17 @@ export class DomainEvents {
     return () => void this.migrationIteration.delete(cb);
   }
 
+  onConfigChange(cb: ConfigChangeListener): () => void {
+    this.configChange.add(cb);
+    return () => void this.configChange.delete(cb);
+  }
+
   /** Registers all callbacks on a new connection. Only the lifecycle registration is required. */
   async subscribe(conn: ConnectPtr): Promise<void> {
     const t = this.ensureTrampolines();
-    const reg: Registration = { lifecycleId: null, jobCompletedId: null, migrationIterationId: null, closeRegistered: false };
+    const reg: Registration = {
+      lifecycleId: null, jobCompletedId: null, migrationIterationId: null, configChangeIds: [], closeRegistered: false,
+    };
     this.registrations.set(conn, reg);
     reg.lifecycleId = await registerDomainEvent(conn, DomainEventId.LIFECYCLE, t.lifecycle);
     try {
@@ -87,6 +119,18 @@ export class DomainEvents {
       reg.migrationIterationId = await registerDomainEvent(conn, DomainEventId.MIGRATION_ITERATION, t.migrationIteration);
     } catch (err) {
       this.log('debug', `migration-iteration events unavailable: ${(err as Error).message}`);
+    }
+    const unavailable: string[] = [];
+    for (const [i, [eventId, name]] of CONFIG_EVENTS.entries()) {
+      try {
+        reg.configChangeIds.push(await registerDomainEvent(conn, eventId, t.configChange[i]));
+      } catch {
+        unavailable.push(name);
+      }
+    }
+    if (unavailable.length > 0) {
+      // The periodic resync still catches what these would have said.
+      this.log('debug', `domain events unavailable: ${unavailable.join(', ')}; changes they report wait for the next resync`);
     }
     try {
       await registerCloseCallback(conn, t.close);
@@ -106,6 +150,7 @@ export class DomainEvents {
     if (reg.lifecycleId !== null) await deregisterDomainEvent(conn, reg.lifecycleId).catch(ignore);
     if (reg.jobCompletedId !== null) await deregisterDomainEvent(conn, reg.jobCompletedId).catch(ignore);
     if (reg.migrationIterationId !== null) await deregisterDomainEvent(conn, reg.migrationIterationId).catch(ignore);
+    for (const id of reg.configChangeIds) await deregisterDomainEvent(conn, id).catch(ignore);
     if (reg.closeRegistered) await unregisterCloseCallback(conn, this.trampolines.close).catch(ignore);
   }
 
@@ -115,7 +160,8 @@ export class DomainEvents {
     // An event dispatch already under way finishes within the current
     // event-loop iteration; after that the deregistrations are in force.
     await eventLoop.barrier();
-    for (const p of Object.values(this.trampolines)) koffi.unregister(p);
+    const { configChange, ...single } = this.trampolines;
+    for (const p of [...Object.values(single), ...configChange]) koffi.unregister(p);
     this.trampolines = null;
   }
 
@@ -135,6 +181,9 @@ export class DomainEvents {
       migrationIteration: koffi.register(
         (_conn: NativePtr, dom: NativePtr, iteration: number) => this.emitMigrationIteration(dom as DomainPtr, iteration),
         koffi.pointer(protos.migrationIterationCallback),
+      ),
+      configChange: CONFIG_EVENTS.map(([, name]) =>
+        koffi.register((_conn: NativePtr, dom: NativePtr) => this.emitConfigChange(dom as DomainPtr, name), koffi.pointer(protos.domainCallback)),
       ),
       close: koffi.register(
         (conn: NativePtr, reason: number) => this.onClose(conn as ConnectPtr, CLOSE_REASONS[reason] ?? `reason ${reason}`),
@@ -158,6 +207,11 @@ export class DomainEvents {
   private emitMigrationIteration(dom: DomainPtr, iteration: number): void {
     const uuid = domainUuid(dom);
     for (const cb of this.migrationIteration) this.safely(() => cb(uuid, iteration));
+  }
+
+  private emitConfigChange(dom: DomainPtr, what: string): void {
+    const uuid = domainUuid(dom);
+    for (const cb of this.configChange) this.safely(() => cb(uuid, what));
   }
 
   /** A throwing listener must not unwind into libvirt's dispatch. */

@@ -96,8 +96,16 @@ export const GET_ALL_DOMAINS_STATS_NOWAIT = 1 << 29;
 /** virDomainEventID. */
 export const DomainEventId = {
   LIFECYCLE: 0,
+  DISK_CHANGE: 9,
+  TRAY_CHANGE: 10,
+  DEVICE_REMOVED: 15,
+  BLOCK_JOB_2: 16,
+  TUNABLE: 17,
+  DEVICE_ADDED: 19,
   MIGRATION_ITERATION: 20,
   JOB_COMPLETED: 21,
+  METADATA_CHANGE: 23,
+  MEMORY_DEVICE_SIZE_CHANGE: 26,
 } as const;
 
 /** virDomainGetJobStatsFlags: KEEP_COMPLETED leaves the completed job's statistics for the next reader. */
@@ -240,6 +248,13 @@ export interface LibvirtProtos {
   jobCompletedCallback: TypeObject;
   /** void (*)(virConnectPtr, virDomainPtr, int iteration, void *opaque) */
   migrationIterationCallback: TypeObject;
+  /**
+   * The leading (conn, dom) of any domain event callback. Callbacks with
+   * more arguments may be declared this way: in the C calling conventions
+   * of x86-64 and AArch64 a callee that declares fewer arguments than it is
+   * passed simply does not read the rest.
+   */
+  domainCallback: TypeObject;
   /** virError, for koffi.decode of the handler's argument. */
   errorStruct: TypeObject;
   /** virDomainBlockStatsStruct, whose size virDomainBlockStats wants. */
@@ -400,6 +415,7 @@ function load(): Libvirt {
     lifecycleCallback: koffi.proto('void', [ptr, ptr, 'int', 'int', ptr]),
     jobCompletedCallback: koffi.proto('void', [ptr, ptr, ptr, 'int', ptr]),
     migrationIterationCallback: koffi.proto('void', [ptr, ptr, 'int', ptr]),
+    domainCallback: koffi.proto('void', [ptr, ptr]),
     errorStruct,
     legacyBlockStatsStruct: legacyBlockStats,
   };

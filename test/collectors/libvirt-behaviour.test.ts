@@ -109,12 +109,15 @@ describe('LibvirtCollector on test:///default, changed through a second connecti
   const domainFree = lib.func('virDomainFree', 'int', ['void *']);
   const setAutostart = lib.func('virDomainSetAutostart', 'int', ['void *', 'int']);
 
-  it('sees autostart change, drops a domain that vanishes mid-refresh silently, and reports lifecycle events', async () => {
+  it('sees an autostart change at the resync, drops a domain that vanishes mid-refresh silently, and reports lifecycle events', async () => {
     const logs: Array<[string, string]> = [];
     let vanish = false;
+    let now = 1_000_000;
     const control = connectOpen('test:///default') as bigint;
     const collector = new LibvirtCollector({
       log: (level, message) => logs.push([level, message]),
+      resyncMs: 60_000,
+      clock: () => now,
       afterListing: () => {
         if (!vanish) return;
         const dom = lookupByName(control, 'test') as bigint;
@@ -137,11 +140,19 @@ describe('LibvirtCollector on test:///default, changed through a second connecti
       expect(first[0].autostart).toBe(false);
       const uuid = first[0].uuid;
 
-      // Autostart cannot be set in a node file; set it through the API and watch it change.
+      // Autostart cannot be set in a node file; set it through the API. libvirt
+      // sends no event for it, so refreshes keep what they read until the resync.
       const dom = lookupByName(control, 'test') as bigint;
       expect(setAutostart(dom, 1)).toBe(0);
       domainFree(dom);
+      expect((await collector.collect())[0].autostart).toBe(false);
+      now += 60_000;
       expect((await collector.collect())[0].autostart).toBe(true);
+      expect(logs).toContainEqual(['info', `resync: domain test (${uuid}): autostart changed with no event from libvirt; served from now on`]);
+      // The next resync finds nothing new.
+      now += 60_000;
+      await collector.collect();
+      expect(logs.filter(([, m]) => m.startsWith('resync:'))).toHaveLength(1);
 
       vanish = true;
       await expect(collector.collect()).resolves.toEqual([]);
