@@ -13,7 +13,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { findTool } from './prereq';
 
-export const GUEST_SOURCE_DIR = path.resolve(__dirname, '..', 'fixtures', 'guest');
+/**
+ * test/fixtures/guest of the source tree. Found from the package root, not
+ * from __dirname alone: bench/ compiles this file into dist/test/harness,
+ * where tsc copies no .c or .ld files.
+ */
+export const GUEST_SOURCE_DIR = (() => {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) return path.resolve(__dirname, '..', 'fixtures', 'guest');
+    dir = up;
+  }
+  return path.join(dir, 'test', 'fixtures', 'guest');
+})();
 const SOURCES = ['churn.c', 'link.ld'] as const;
 const IMAGE_NAME = 'churn.elf';
 
