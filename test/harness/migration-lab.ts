@@ -656,7 +656,8 @@ function ownerUid(pid: number): number | null {
 // and copied into the next labs' XDG_CACHE_HOME before their daemons start.
 // libvirt still validates each entry and re-probes a stale one.
 
-function capsCacheDir(): string {
+/** Where one lab's QEMU probe results are kept for the next (also bench/qemu-host-lab.ts). */
+export function capsCacheDir(): string {
   const hash = createHash('sha256');
   const binaries = [LIBVIRTD_BINARY, QEMU_DRIVER_MODULE, '/usr/bin/qemu-system-x86_64', '/usr/bin/qemu-system-i386'];
   for (const file of binaries) {
@@ -672,7 +673,7 @@ function capsCacheDir(): string {
 }
 
 /** The saved cache's *.xml files when the directory is ours and nobody else may write it. */
-function savedCapsFiles(dir: string): string[] {
+export function savedCapsFiles(dir: string): string[] {
   const uid = process.getuid?.();
   try {
     const st = fs.lstatSync(dir);
@@ -686,7 +687,7 @@ function savedCapsFiles(dir: string): string[] {
   }
 }
 
-function saveCaps(fromDir: string, cacheDir: string): void {
+export function saveCaps(fromDir: string, cacheDir: string): void {
   let files: string[];
   try {
     files = fs.readdirSync(fromDir).filter((f) => f.endsWith('.xml'));
