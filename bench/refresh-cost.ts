@@ -26,7 +26,8 @@ import { qemuHostMissing, startQemuHost } from './qemu-host-lab';
 import { speedProbe } from './speed-probe';
 import { launcherSettings, RefreshSample, startVmAgent } from './vm-agent';
 
-const SIZES = (process.env.BENCH_VMS ?? '100,1000,10000').split(',').map(Number);
+// BENCH_VMS= (empty): the QEMU host alone.
+const SIZES = (process.env.BENCH_VMS ?? '100,1000,10000').split(',').filter((v) => v.trim() !== '').map(Number);
 const QEMU_VMS = Number(process.env.BENCH_QEMU_VMS ?? 50);
 const WARM_REFRESHES = 3;
 const STEADY_REFRESHES = 5;
