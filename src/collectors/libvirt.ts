@@ -301,8 +301,9 @@ export class LibvirtCollector {
     // Targets whose domain reference a late query still holds (it frees them).
     const handedOver = new Set<DomainTarget>();
     try {
-      const asked = only === undefined ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
-      const resync = only === undefined && !this.allStale && this.resyncMs > 0 && this.clock() >= this.nextResyncAt;
+      const everything = only === undefined;
+      const asked = everything ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
+      const resync = everything && !this.allStale && this.resyncMs > 0 && this.clock() >= this.nextResyncAt;
       const previous = new Map<string, DomainRecord | null>();
       let configReads = 0;
       for (const t of asked) {
@@ -312,11 +313,14 @@ export class LibvirtCollector {
       }
       // Unmarked as the reads are planned: an event arriving from here on marks the domain for the next refresh.
       const changedByEvent = resync ? new Set(this.stale) : null;
-      if (this.allStale || only === undefined) this.stale.clear();
-      else for (const t of asked) this.stale.delete(t.uuid);
-      const fullCollection = only === undefined && (this.allStale || resync);
-      this.allStale = false;
-      if (fullCollection) this.nextResyncAt = this.clock() + this.resyncMs;
+      if (everything) {
+        this.stale.clear();
+        if (this.allStale || resync) this.nextResyncAt = this.clock() + this.resyncMs;
+        // Only a collection of every domain ends "all stale": one of a few domains leaves the others to it.
+        this.allStale = false;
+      } else {
+        for (const t of asked) this.stale.delete(t.uuid);
+      }
 
       let bulk: BulkFlags | null = null;
       if (configReads > FLAGS_PER_DOMAIN_UP_TO) {
@@ -558,7 +562,6 @@ export function configDifferences(
   if (a.record.autostart !== b.record.autostart) changed.push('autostart');
   if (a.record.persistent !== b.record.persistent) changed.push('persistence');
   if (a.record.managedSave !== b.record.managedSave) changed.push('managed save');
-  if (a.record.jobType !== b.record.jobType) changed.push('job');
   return changed;
 }
 
