@@ -1,8 +1,8 @@
 // One domain's DomainRecord: its configuration (live XML, vCPU pinning,
-// autostart, persistence, managed save, current job), then runtime values,
-// taken from the bulk virConnectGetAllDomainStats record where the driver
-// filled the group and from per-domain calls where it did not (the test
-// driver fills only state.*).
+// autostart, persistence, managed save), then runtime values (the current
+// job among them), taken from the bulk virConnectGetAllDomainStats record
+// where the driver filled the group and from per-domain calls where it did
+// not (the test driver fills only state.*).
 //
 // The configuration is read in full only when the caller has no previous
 // record to go on (a new domain, an event named it, a resync). Otherwise it
@@ -114,10 +114,6 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
   // wrapper layer costs megabytes of garbage per refresh.
   const minor = (what: string, err: unknown): null => minorFailed(ctx, t, what, err);
 
-  // Pinning as libvirt resolves it: live for a running domain, the
-  // configuration otherwise (defaults such as "no pin = every host CPU" are
-  // driver-specific, so libvirt is asked rather than the XML interpreted).
-  // The XML is the fallback when the call fails.
   let runtime: VcpuRuntime[] | null = active ? vcpusFromStats(t.stats) : null;
   if (active && runtime === null) {
     try {
@@ -135,6 +131,10 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     if (runtime.some((v) => !known.has(v.number))) return queryDomain(t, ctx, null);
     affinityOf = (n) => known.get(n) ?? null;
   } else {
+    // Pinning as libvirt resolves it: live for a running domain, the
+    // configuration otherwise (defaults such as "no pin = every host CPU" are
+    // driver-specific, so libvirt is asked rather than the XML interpreted).
+    // The XML is the fallback when the call fails.
     let pins: number[][] | null = null;
     try {
       pins = await domainVcpuPinning(t.dom, facts.maxVcpus, ctx.hostCpuNumbers);
