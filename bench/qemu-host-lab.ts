@@ -21,10 +21,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { churnGuestImage, guestImageMissing } from '../test/harness/guest-image';
-import { LIBVIRTD_BINARY, QEMU_BINARY, qemuSessionMissing } from '../test/harness/libvirtd';
+import { LIBVIRTD_BINARY, pidFilesIn, QEMU_BINARY, qemuSessionMissing, readPid } from '../test/harness/libvirtd';
 import { capsCacheDir, saveCaps, savedCapsFiles } from '../test/harness/migration-lab';
 import { unixSocketAccepts } from '../test/harness/ports';
-import { CommandResult, isPidAlive, ManagedProcess, reaper, runCommand, sleep, spawnManaged, stopProcess } from '../test/harness/process';
+import { CommandResult, isPidAlive, ManagedProcess, ownerUid, reaper, runCommand, sleep, spawnManaged, stopProcess } from '../test/harness/process';
 import { firstReason, missingTools, needsRoot } from '../test/harness/prereq';
 
 export interface QemuHostLab {
@@ -451,32 +451,11 @@ function chownTree(p: string, uid: number, gid: number): void {
   for (const entry of fs.readdirSync(p)) chownTree(path.join(p, entry), uid, gid);
 }
 
-function pidFilesIn(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'driver.pid').map((f) => path.join(dir, f));
-  } catch {
-    return [];
-  }
-}
-
-function readPid(file: string): number | null {
-  const pid = Number(readText(file).trim());
-  return Number.isInteger(pid) && pid > 1 ? pid : null;
-}
-
 function readText(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
     return '';
-  }
-}
-
-function ownerUid(pid: number): number | null {
-  try {
-    return fs.statSync(`/proc/${pid}`).uid;
-  } catch {
-    return null;
   }
 }
 

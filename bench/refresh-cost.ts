@@ -25,6 +25,7 @@ import { libvirtdAvailable, LibvirtdLab, startLibvirtd } from './libvirtd-lab';
 import { qemuHostMissing, startQemuHost } from './qemu-host-lab';
 import { speedProbe } from './speed-probe';
 import { launcherSettings, RefreshSample, startVmAgent } from './vm-agent';
+import { median } from './vm-walk-report';
 
 // BENCH_VMS= (empty): the QEMU host alone.
 const SIZES = (process.env.BENCH_VMS ?? '100,1000,10000').split(',').filter((v) => v.trim() !== '').map(Number);
@@ -42,11 +43,6 @@ interface PathResult {
   cold: RefreshSample;
   steady: RefreshSample[];
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function measure(snmpd: SnmpdInstance, label: string, libvirtUri: string, vms: number, workDir: string): Promise<PathResult> {
   progress(`[${label}, ${vms} VMs] speed probe, then the agent at refresh 1 s`);

@@ -60,11 +60,12 @@ export interface ReportHeader {
   host: string;
   walkPlan: string;
   refreshPlan: string;
-  /** How fast the machine was while the figures were taken (speedProbe in vm-walk.ts). */
+  /** How fast the machine was while the figures were taken (speed-probe.ts). */
   speed: string;
 }
 
-const median = (xs: number[]): number => {
+/** The middle value (the mean of the two middle ones for an even count). */
+export const median = (xs: number[]): number => {
   const s = xs.slice().sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };

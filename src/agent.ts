@@ -46,6 +46,31 @@ function widen(a: Scope | null, b: Scope): Scope {
   return new Set([...a, ...b]);
 }
 
+/** Scopes added before its timer fires, `delayMs` after the first, become one call of `fire`. */
+class ScopeBatch {
+  private scope: Scope | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly delayMs: number, private readonly fire: (scope: Scope) => void) {}
+
+  add(scope: Scope): void {
+    this.scope = widen(this.scope, scope);
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      const batch = this.scope ?? 'all';
+      this.scope = null;
+      this.fire(batch);
+    }, this.delayMs);
+  }
+
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.scope = null;
+  }
+}
+
 export class VmmAgent {
   readonly responder: Responder;
   // Between refreshes the agent keeps no snapshot or records: the view holds
@@ -64,15 +89,13 @@ export class VmmAgent {
   private refreshing: Promise<void> | null = null;
   /** What the refresh after the running one must cover, or null for none. */
   private refreshAgain: Scope | null = null;
-  /** Domains named by events since the last refresh was scheduled. */
-  private eventScope: Scope | null = null;
+  /** Domains named by events, refreshed once the events already queued have been read. */
+  private readonly eventBatch = new ScopeBatch(0, (scope) => void this.refresh(scope));
+  /** Domains whose event-driven refresh did not reach libvirt, asked again after EVENT_RETRY_MS. */
+  private readonly retryBatch = new ScopeBatch(EVENT_RETRY_MS, (scope) => this.refreshSoon(scope));
   /** After stop(): no new refresh starts (a libvirt event may still arrive). */
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
-  private eventTimer: NodeJS.Timeout | null = null;
-  /** Domains whose event-driven refresh did not reach libvirt, asked again after EVENT_RETRY_MS. */
-  private retryScope: Scope | null = null;
-  private retryTimer: NodeJS.Timeout | null = null;
   private sampleTimer: NodeJS.Timeout | null = null;
   private sampling = false;
   private uptimeTicks = 0;
@@ -121,15 +144,7 @@ export class VmmAgent {
    * during a refresh, one more).
    */
   private refreshSoon(scope: Scope): void {
-    if (this.stopped) return;
-    this.eventScope = widen(this.eventScope, scope);
-    if (this.eventTimer) return;
-    this.eventTimer = setTimeout(() => {
-      this.eventTimer = null;
-      const named = this.eventScope ?? 'all';
-      this.eventScope = null;
-      void this.refresh(named);
-    }, 0);
+    if (!this.stopped) this.eventBatch.add(scope);
   }
 
   /**
@@ -139,15 +154,7 @@ export class VmmAgent {
    * no retry: its return refreshes everything.
    */
   private retryLater(scope: Scope): void {
-    if (this.stopped) return;
-    this.retryScope = widen(this.retryScope, scope);
-    if (this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      const named = this.retryScope ?? 'all';
-      this.retryScope = null;
-      this.refreshSoon(named);
-    }, EVENT_RETRY_MS);
+    if (!this.stopped) this.retryBatch.add(scope);
   }
 
   private now(): number {
@@ -189,12 +196,10 @@ export class VmmAgent {
    */
   async stop(refreshGraceMs = 500): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    if (this.eventTimer) clearTimeout(this.eventTimer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    this.eventBatch.cancel();
+    this.retryBatch.cancel();
     if (this.sampleTimer) clearInterval(this.sampleTimer);
     this.timer = null;
-    this.eventTimer = null;
     this.sampleTimer = null;
     this.stopped = true;
     if (this.refreshing) {

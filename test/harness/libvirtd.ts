@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CommandResult, isPidAlive, ManagedProcess, reaper, runCommand, sleep, spawnManaged, stopProcess } from './process';
+import { CommandResult, isPidAlive, ManagedProcess, ownerUid, reaper, runCommand, sleep, spawnManaged, stopProcess } from './process';
 import { unixSocketAccepts } from './ports';
 import { findTool, missingTools } from './prereq';
 
@@ -194,7 +194,7 @@ class LibvirtdLab implements SessionLibvirtd {
   async dispose(): Promise<void> {
     // A guest's QEMU outlives libvirtd; its pid file is the only handle on it.
     const leftovers = [
-      ...pidFiles(path.join(this.runtimeDir, 'libvirt', 'qemu', 'run')),
+      ...pidFilesIn(path.join(this.runtimeDir, 'libvirt', 'qemu', 'run')),
       path.join(this.runtimeDir, 'libvirt', 'virtlogd.pid'),
     ];
     await this.stop();
@@ -212,7 +212,8 @@ function tail(text: string, lines: number): string {
   return text.split('\n').slice(-lines).join('\n');
 }
 
-function pidFiles(dir: string): string[] {
+/** The pid files in a libvirt run dir (QEMU guests, virtlogd), not the daemon's own driver.pid. */
+export function pidFilesIn(dir: string): string[] {
   try {
     return fs.readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'driver.pid').map((f) => path.join(dir, f));
   } catch {
@@ -220,18 +221,11 @@ function pidFiles(dir: string): string[] {
   }
 }
 
-function readPid(file: string): number | null {
+/** The PID a pid file names, or null when it is missing or names none. */
+export function readPid(file: string): number | null {
   try {
     const pid = Number(fs.readFileSync(file, 'utf8').trim());
     return Number.isInteger(pid) && pid > 1 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function ownerUid(pid: number): number | null {
-  try {
-    return fs.statSync(`/proc/${pid}`).uid;
   } catch {
     return null;
   }

@@ -47,9 +47,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { churnGuestImage, guestImageMissing } from './guest-image';
-import { LIBVIRTD_BINARY, QEMU_BINARY, QEMU_DRIVER_MODULE, qemuSessionMissing } from './libvirtd';
+import { LIBVIRTD_BINARY, pidFilesIn, QEMU_BINARY, QEMU_DRIVER_MODULE, qemuSessionMissing, readPid } from './libvirtd';
 import { freeTcpPort, unixSocketAccepts } from './ports';
-import { CommandResult, ExitStatus, isPidAlive, ManagedProcess, reaper, runCommand, sleep, spawnManaged, stopProcess } from './process';
+import { CommandResult, ExitStatus, isPidAlive, ManagedProcess, ownerUid, reaper, runCommand, sleep, spawnManaged, stopProcess } from './process';
 import { findTool, firstReason, missingTools, needsRoot } from './prereq';
 
 export type Side = 'src' | 'dst';
@@ -622,31 +622,6 @@ async function stopDaemon(d: Daemon): Promise<void> {
     if (pid !== null && isPidAlive(pid) && ownerUid(pid) === d.uid) await stopProcess(pid, 2000);
   }
   reaper.forget(d.pidFilesRecord);
-}
-
-function pidFilesIn(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'driver.pid').map((f) => path.join(dir, f));
-  } catch {
-    return [];
-  }
-}
-
-function readPid(file: string): number | null {
-  try {
-    const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 1 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function ownerUid(pid: number): number | null {
-  try {
-    return fs.statSync(`/proc/${pid}`).uid;
-  } catch {
-    return null;
-  }
 }
 
 // ---------------------------------------------------------------------------

@@ -161,6 +161,15 @@ export function spawnManaged(command: string, args: readonly string[], options: 
 }
 
 /** True while /proc/<pid> exists and is not a zombie. */
+/** The uid owning a process, or null when it is gone: only what a harness started under that uid may be stopped. */
+export function ownerUid(pid: number): number | null {
+  try {
+    return fs.statSync(`/proc/${pid}`).uid;
+  } catch {
+    return null;
+  }
+}
+
 export function isPidAlive(pid: number): boolean {
   let stat: string;
   try {
