@@ -1,7 +1,9 @@
 // Configuration: defaults, then the config file, then command-line flags.
 // The file uses the flags' names, one "name value" or "name = value" per line,
 // '#' comments — the shape of snmpd.conf, which the same operators edit.
-import { readFileSync } from 'fs';
+import { applySettingsFile, booleanSetting, ConfigError, numberSetting, SettingSetter, stringSetting } from './config-file';
+
+export { ConfigError };
 
 export interface Config {
   libvirtUri: string | null;
@@ -36,8 +38,6 @@ export interface Config {
   check: boolean;
 }
 
-export class ConfigError extends Error {}
-
 export const DEFAULTS: Config = {
   libvirtUri: null,
   libvirtReadWrite: false,
@@ -67,25 +67,10 @@ export const DEFAULTS: Config = {
   check: false,
 };
 
-type Setter = (c: Config, v: string, where: string) => void;
-
-const str = (key: keyof Config): Setter => (c, v, where) => {
-  if (v === '') throw new ConfigError(`${where}: needs a value; remove the line to keep the default`);
-  (c as unknown as Record<string, unknown>)[key] = v;
-};
-/** Seconds in plain decimal: Number() would also take "0x10", "1e3" and " 5". */
-const DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
-const num = (key: keyof Config, min: number, max: number): Setter => (c, v, where) => {
-  const n = DECIMAL.test(v) ? Number(v) : NaN;
-  if (!(n >= min && n <= max)) throw new ConfigError(`${where}: "${v}" is not a decimal number from ${min} to ${max}`);
-  (c as unknown as Record<string, unknown>)[key] = n;
-};
-const bool = (key: keyof Config): Setter => (c, v, where) => {
-  const t = v.toLowerCase();
-  if (['yes', 'true', '1', 'on'].includes(t)) (c as unknown as Record<string, unknown>)[key] = true;
-  else if (['no', 'false', '0', 'off'].includes(t)) (c as unknown as Record<string, unknown>)[key] = false;
-  else throw new ConfigError(`${where}: "${v}" is not yes or no`);
-};
+type Setter = SettingSetter<Config>;
+const str = (key: keyof Config): Setter => stringSetting<Config>(key);
+const num = (key: keyof Config, min: number, max: number): Setter => numberSetting<Config>(key, min, max);
+const bool = (key: keyof Config): Setter => booleanSetting<Config>(key);
 
 /** Options that take a value, by flag/config-file name. */
 const SETTINGS: Record<string, Setter> = {
@@ -167,24 +152,5 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
 }
 
 export function applyConfigFile(config: Config, file: string): void {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
-  }
-  const firstSeen = new Map<string, number>();
-  text.split('\n').forEach((raw, n) => {
-    const line = raw.replace(/#.*$/, '').trim();
-    if (!line) return;
-    const m = /^([a-z-]+)(?:\s*=\s*|\s+|$)(.*)$/.exec(line);
-    const where = `${file}:${n + 1}`;
-    if (!m) throw new ConfigError(`${where}: expected "name value", got "${line}"`);
-    const setter = SETTINGS[m[1]];
-    if (!setter) throw new ConfigError(`${where}: unknown setting "${m[1]}"; see --help for the names`);
-    const first = firstSeen.get(m[1]);
-    if (first !== undefined) throw new ConfigError(`${where}: "${m[1]}" is already set on line ${first}; keep one of the two`);
-    firstSeen.set(m[1], n + 1);
-    setter(config, m[2].trim(), `${where}: ${m[1]}`);
-  });
+  applySettingsFile(config, file, SETTINGS);
 }
