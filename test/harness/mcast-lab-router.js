@@ -10,18 +10,19 @@
 //   the upstream's ingress mirrors the group's packets out of the downstream
 //   (an L2 copy: the TTL is not decremented, the source MAC stays the sender's).
 // - Upstream: while some downstream has a member, a socket membership on the
-//   upstream interface, so the kernel reports the group there (and the
-//   upstream snooping bridge sends the stream to us).
+//   upstream (its bridge, whose port the upstream is), so the kernel reports
+//   the group there (and the upstream snooping bridge sends the stream to us).
 // The database is read every POLL_MS (bridge monitor's output is buffered).
 // Each change is logged as one JSON line with the time (process.hrtime, ns).
 //
-//   node mcast-lab-router.js UPSTREAM UPSTREAM_ADDRESS4 BRIDGE:PORT[,BRIDGE:PORT...]
+//   node mcast-lab-router.js UPSTREAM_BRIDGE:UPSTREAM_PORT UPSTREAM_ADDRESS4 BRIDGE:PORT[,BRIDGE:PORT...]
 'use strict';
 const { execFile } = require('child_process');
 const dgram = require('dgram');
 
 const POLL_MS = 20;
-const [upstream, upstreamAddress4, downstreamList] = process.argv.slice(2);
+const [upstreamPair, upstreamAddress4, downstreamList] = process.argv.slice(2);
+const [upstreamBridge, upstream] = upstreamPair.split(':');
 const downstreams = downstreamList.split(',').map((d) => {
   const [bridge, port] = d.split(':');
   return { bridge, port };
@@ -82,14 +83,14 @@ async function reconcile() {
   const groups = new Set([...want].map((k) => k.split(' ')[0]));
   for (const group of groups) {
     if (joinedUpstream.has(group)) continue;
-    if (group.includes(':')) v6.addMembership(group, `::%${upstream}`);
+    if (group.includes(':')) v6.addMembership(group, `::%${upstreamBridge}`);
     else v4.addMembership(group, upstreamAddress4);
     joinedUpstream.add(group);
     log({ event: 'join-upstream', group });
   }
   for (const group of [...joinedUpstream]) {
     if (groups.has(group)) continue;
-    if (group.includes(':')) v6.dropMembership(group, `::%${upstream}`);
+    if (group.includes(':')) v6.dropMembership(group, `::%${upstreamBridge}`);
     else v4.dropMembership(group, upstreamAddress4);
     joinedUpstream.delete(group);
     log({ event: 'leave-upstream', group });
