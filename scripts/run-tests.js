@@ -88,6 +88,7 @@ jest.on('exit', (code, sig) => {
     process.stderr.write(`Stopped ${stopped.length} process(es) the tests left running:\n`);
     for (const p of stopped) process.stderr.write(`  ${reaper.describeLeftover(p)}\n`);
   }
+  for (const name of reaper.reapNamespaces(runDir)) process.stderr.write(`Deleted network namespace ${name} the tests left\n`);
   const left = reaper.findLeftovers(runDir);
   for (const p of left) process.stderr.write(`STILL RUNNING after SIGKILL: ${reaper.describeLeftover(p)}\n`);
 

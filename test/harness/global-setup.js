@@ -11,7 +11,7 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { RUN_DIR_ENV, childrenOf, describeLeftover, findLeftovers, reap } = require('./reaper');
+const { RUN_DIR_ENV, childrenOf, describeLeftover, findLeftovers, reap, reapNamespaces } = require('./reaper');
 
 const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
@@ -36,6 +36,7 @@ function onSignal(sig) {
   }
   const stopped = dir ? reap(dir) : [];
   for (const p of stopped) process.stderr.write(`  stopped ${describeLeftover(p)}\n`);
+  for (const name of dir ? reapNamespaces(dir) : []) process.stderr.write(`  deleted network namespace ${name}\n`);
   if (globalThis.__vmmOwnRunDir === dir && dir) fs.rmSync(dir, { recursive: true, force: true });
   process.exit(128 + SIGNAL_NUMBERS[sig]);
 }

@@ -4,7 +4,7 @@
 // jest never gets here: scripts/run-tests.js (npm test) reaps after it.
 'use strict';
 const fs = require('fs');
-const { RUN_DIR_ENV, describeLeftover, reap } = require('./reaper');
+const { RUN_DIR_ENV, describeLeftover, reap, reapNamespaces } = require('./reaper');
 
 module.exports = async function globalTeardown() {
   const dir = process.env[RUN_DIR_ENV];
@@ -14,6 +14,8 @@ module.exports = async function globalTeardown() {
     process.stderr.write(`\nStopped ${stopped.length} process(es) the tests left running:\n`);
     for (const p of stopped) process.stderr.write(`  ${describeLeftover(p)}\n`);
   }
+  const namespaces = reapNamespaces(dir);
+  if (namespaces.length > 0) process.stderr.write(`\nDeleted ${namespaces.length} network namespace(s) the tests left: ${namespaces.join(' ')}\n`);
   if (globalThis.__vmmOwnRunDir === dir) {
     fs.rmSync(dir, { recursive: true, force: true });
     delete process.env[RUN_DIR_ENV];

@@ -23,6 +23,8 @@ export const PACKAGE_OF: Readonly<Record<string, string>> = {
   'qemu-system-x86_64': 'qemu-system-x86',
   smilint: 'smitools',
   ip: 'iproute2',
+  bridge: 'iproute2',
+  tc: 'iproute2',
   setpriv: 'util-linux',
   unshare: 'util-linux',
   mount: 'mount',

@@ -21,6 +21,10 @@ export function recordPidFiles(info: {
   uid: number;
   owner?: string;
 }): string | undefined;
+/** Records a network namespace (its name) for reapNamespaces(); undefined outside a test run. */
+export function recordNamespace(name: string): string | undefined;
+/** Deletes the recorded network namespaces that still exist; returns their names. */
+export function reapNamespaces(dir?: string): string[];
 export function forget(recordFile: string | undefined): void;
 
 export interface Leftover {

@@ -113,6 +113,38 @@ function recordPidFiles({ files = [], dirs = [], exclude = [], uid, owner }) {
   return writeRecord('pidfiles', name, { files, dirs, exclude, uid, owner });
 }
 
+/**
+ * Records a network namespace a test made (its name), so that a run whose
+ * suite crashed before deleting it can delete it: reapNamespaces().
+ */
+function recordNamespace(name) {
+  return writeRecord('netns', `${name}.json`, { name, recordedBy: process.pid });
+}
+
+/**
+ * Deletes every recorded network namespace that still exists (after reap():
+ * the processes in them are stopped first) and its record. Returns the names
+ * deleted.
+ */
+function reapNamespaces(dir = runDir()) {
+  if (!dir) return [];
+  const deleted = [];
+  for (const record of readRecords(dir, 'netns')) {
+    if (typeof record.name !== 'string' || !/^[\w.-]+$/.test(record.name)) continue;
+    if (fs.existsSync(path.join('/run/netns', record.name))) {
+      try {
+        require('child_process').execFileSync('ip', ['netns', 'del', record.name], { stdio: 'ignore' });
+        deleted.push(record.name);
+      } catch {
+        // Not ours to delete after all (no permission): leave it and its record.
+        continue;
+      }
+    }
+    fs.rmSync(path.join(dir, 'netns', `${record.name}.json`), { force: true });
+  }
+  return deleted;
+}
+
 function forget(recordFile) {
   if (recordFile) fs.rmSync(recordFile, { force: true });
 }
@@ -269,6 +301,8 @@ module.exports = {
   readStat,
   recordProcess,
   recordPidFiles,
+  recordNamespace,
+  reapNamespaces,
   forget,
   findLeftovers,
   childrenOf,
