@@ -43,8 +43,9 @@ npm ls --omit=dev --all --parseable | tail -n +2 | while read -r dir; do
 done
 for launcher in "$LIB"/bin/*; do ln -s "../lib/$NAME/bin/$(basename "$launcher")" "$PKG/usr/bin/$(basename "$launcher")"; done
 
-cp examples/vmm-agentx.service "$PKG/lib/systemd/system/"
+cp examples/vmm-agentx.service examples/vmm-mcastd.service "$PKG/lib/systemd/system/"
 cp examples/vmm-agentx.conf "$PKG/etc/vmm-agentx.conf"
+cp examples/vmm-mcastd.conf "$PKG/etc/vmm-mcastd.conf"
 cp mib/*.txt "$PKG/usr/share/snmp/mibs/"
 # What VM-MIB and VMM-AGENTX-MIB import and Debian ships only in non-free snmp-mibs-downloader
 # (which puts its copies in the ietf/ and iana/ subdirectories: no file is shared).
@@ -79,9 +80,11 @@ Description: SNMP AgentX sub-agent serving VM-MIB (RFC 7666) from libvirt
  virtual-machine MIB (RFC 7666) and the project's VMM-AGENTX-MIB (live
  migration progress, multicast groups per VM) from libvirt and the host kernel.
  Node.js 20 or later is needed: Debian 13's own, or NodeSource's on Debian 12.
- Also ships check_vmm, a Nagios/Icinga plugin that needs only SNMP.
+ Also ships check_vmm, a Nagios/Icinga plugin that needs only SNMP, and
+ vmm-mcastd, the multicast mobility agent (proxy joins and unicast relays
+ that keep a VM's multicast streams across a live migration).
 EOF
-echo /etc/vmm-agentx.conf > "$PKG/DEBIAN/conffiles"
+printf '%s\n' /etc/vmm-agentx.conf /etc/vmm-mcastd.conf > "$PKG/DEBIAN/conffiles"
 
 cat > "$PKG/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
@@ -105,8 +108,10 @@ cat > "$PKG/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
 if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
-  systemctl stop vmm-agentx.service >/dev/null 2>&1 || true
-  systemctl disable vmm-agentx.service >/dev/null 2>&1 || true
+  for unit in vmm-agentx.service vmm-mcastd.service; do
+    systemctl stop "$unit" >/dev/null 2>&1 || true
+    systemctl disable "$unit" >/dev/null 2>&1 || true
+  done
 fi
 exit 0
 EOF

@@ -263,6 +263,12 @@ export function lookupDomain(conn: ConnectPtr, uuid: string): Promise<DomainPtr>
     'virDomainLookupByUUIDString', uuid, (dom) => dom as DomainPtr);
 }
 
+/** The domain of this name; rejects with VIR_ERR_NO_DOMAIN when there is none. Release it with releaseDomain. */
+export function lookupDomainByName(conn: ConnectPtr, name: string): Promise<DomainPtr> {
+  return callChecked(api().virDomainLookupByName, [conn, name], (dom) => dom !== null,
+    'virDomainLookupByName', name, (dom) => dom as DomainPtr);
+}
+
 // ------------------------------------------------- domain accessors (local)
 
 export function domainUuid(dom: DomainPtr): string {

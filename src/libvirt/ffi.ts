@@ -173,6 +173,8 @@ export interface LibvirtApi {
   virDomainFree: KoffiFunc<(dom: DomainPtr) => number>;
   /** NULL (with VIR_ERR_NO_DOMAIN) when the connection has no such domain. */
   virDomainLookupByUUIDString: KoffiFunc<(conn: ConnectPtr, uuid: string) => DomainPtr | null>;
+  /** NULL (with VIR_ERR_NO_DOMAIN) when the connection has no such domain. */
+  virDomainLookupByName: KoffiFunc<(conn: ConnectPtr, name: string) => DomainPtr | null>;
   virDomainGetUUIDString: KoffiFunc<(dom: DomainPtr, buf: Buffer) => number>;
   virDomainGetName: KoffiFunc<(dom: DomainPtr) => string | null>;
   virDomainGetID: KoffiFunc<(dom: DomainPtr) => number>;
@@ -208,6 +210,10 @@ export interface LibvirtApi {
   virDomainGetAutostart: KoffiFunc<(dom: DomainPtr, autostart: OutBox<number>) => number>;
   virDomainIsPersistent: KoffiFunc<(dom: DomainPtr) => number>;
   virDomainHasManagedSaveImage: KoffiFunc<(dom: DomainPtr, flags: number) => number>;
+  /** Blocks until the migration ends (vmm-mcastd runs it on the pool). */
+  virDomainMigrateToURI: KoffiFunc<
+    (dom: DomainPtr, duri: string, flags: number, dname: string | null, bandwidth: number) => number
+  >;
 
   // Typed parameters
   virTypedParamsClear: KoffiFunc<(params: Buffer, nparams: number) => void>;
@@ -372,6 +378,8 @@ function load(): Libvirt {
     virDomainFree: f('virDomainFree', 'int', [ptr]),
     // virDomainPtr virDomainLookupByUUIDString(virConnectPtr conn, const char *uuidstr)
     virDomainLookupByUUIDString: f('virDomainLookupByUUIDString', ptr, [ptr, str]),
+    // virDomainPtr virDomainLookupByName(virConnectPtr conn, const char *name)
+    virDomainLookupByName: f('virDomainLookupByName', ptr, [ptr, str]),
     virDomainGetUUIDString: f('virDomainGetUUIDString', 'int', [ptr, ptr]),
     virDomainGetName: f('virDomainGetName', str, [ptr]),
     virDomainGetID: f('virDomainGetID', 'uint', [ptr]),
@@ -389,6 +397,8 @@ function load(): Libvirt {
     virDomainGetAutostart: f('virDomainGetAutostart', 'int', [ptr, out('int')]),
     virDomainIsPersistent: f('virDomainIsPersistent', 'int', [ptr]),
     virDomainHasManagedSaveImage: f('virDomainHasManagedSaveImage', 'int', [ptr, 'uint']),
+    // int virDomainMigrateToURI(virDomainPtr domain, const char *duri, unsigned long flags, const char *dname, unsigned long bandwidth)
+    virDomainMigrateToURI: f('virDomainMigrateToURI', 'int', [ptr, str, 'ulong', str, 'ulong']),
 
     virTypedParamsClear: f('virTypedParamsClear', 'void', [ptr, 'int']),
     virTypedParamsFree: f('virTypedParamsFree', 'void', [ptr, 'int']),

@@ -1,0 +1,109 @@
+// The relay server role (`vmm-mcastd relay`), for a host on a network that
+// receives multicast: it joins the groups agents ask for on its
+// relay-interface and forwards each datagram to every subscriber as an
+// authenticated RELAY_DATA message, while their leases last.
+import type { Endpoint } from './config';
+import type { AgentContext } from './context';
+import { GroupReceiver } from './relay';
+import { MessageType, type RelayRequest, type RelayResponse, type RelayStop } from './wire';
+
+interface Subscriber {
+  peer: Endpoint;
+  expires: number;
+}
+
+const SWEEP_MS = 1000;
+
+function subscriberOf(requested: { address: string; port: number }, from: Endpoint): Endpoint {
+  // The unspecified address: "send to where this request came from".
+  const unspecified = requested.address === '::' || requested.address === '0.0.0.0';
+  return unspecified ? { address: from.address, port: requested.port } : requested;
+}
+
+export class RelayServerRole {
+  private readonly receiver: GroupReceiver;
+  private readonly groups = new Map<string, Map<string, Subscriber>>();
+  private readonly sweep: NodeJS.Timeout;
+  private forwarded = 0;
+
+  constructor(private readonly ctx: AgentContext, iface: string) {
+    this.receiver = new GroupReceiver(iface, (group, port, payload) => this.forward(group, port, payload), { log: ctx.log });
+    this.sweep = setInterval(() => this.expire(), SWEEP_MS);
+    this.sweep.unref();
+  }
+
+  async handleRequest(body: RelayRequest, from: Endpoint): Promise<RelayResponse> {
+    const lease = Math.min(body.ttlSeconds ?? this.ctx.config.relayLeaseSeconds, this.ctx.config.relayLeaseSeconds);
+    const peer = subscriberOf(body.subscriber, from);
+    let subs = this.groups.get(body.group);
+    if (subs === undefined) {
+      try {
+        await this.receiver.join(body.group);
+      } catch (err) {
+        return { group: body.group, accepted: false, reason: `cannot join ${body.group} on ${this.receiver.iface}: ${(err as Error).message}` };
+      }
+      subs = new Map();
+      this.groups.set(body.group, subs);
+    }
+    const key = `${peer.address} ${peer.port}`;
+    if (!subs.has(key)) this.ctx.log('info', `relay: forwarding ${body.group} to ${peer.address} port ${peer.port} (lease ${lease} s)`);
+    subs.set(key, { peer, expires: Date.now() + lease * 1000 });
+    this.publish();
+    return { group: body.group, accepted: true, ttlSeconds: lease };
+  }
+
+  async handleStop(body: RelayStop, from: Endpoint): Promise<void> {
+    const peer = subscriberOf(body.subscriber, from);
+    const subs = this.groups.get(body.group);
+    if (subs?.delete(`${peer.address} ${peer.port}`)) {
+      this.ctx.log('info', `relay: ${peer.address} no longer needs ${body.group}`);
+      await this.leaveIfUnused(body.group);
+      this.publish();
+    }
+  }
+
+  private forward(group: string, port: number, payload: Buffer): void {
+    const subs = this.groups.get(group);
+    if (subs === undefined) return;
+    for (const s of subs.values()) this.ctx.signalling.sendDatagram(s.peer, MessageType.RELAY_DATA, { group, port, payload });
+    this.forwarded++;
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [group, subs] of this.groups) {
+      for (const [key, s] of subs) {
+        if (s.expires > now) continue;
+        subs.delete(key);
+        this.ctx.log('info', `relay: the lease of ${s.peer.address} for ${group} ran out; forwarding to it stops`);
+      }
+      if (subs.size === 0) void this.leaveIfUnused(group).then(() => this.publish());
+    }
+  }
+
+  private async leaveIfUnused(group: string): Promise<void> {
+    if ((this.groups.get(group)?.size ?? 0) > 0) return;
+    this.groups.delete(group);
+    await this.receiver.leave(group).catch(() => undefined);
+  }
+
+  private publish(): void {
+    this.ctx.state.relaySubscribers = [...this.groups].flatMap(([group, subs]) =>
+      [...subs.values()].map((s) => ({ group, subscriber: `${s.peer.address} ${s.peer.port}`, expires: s.expires })));
+    this.ctx.stateChanged();
+  }
+
+  summary(): { group: string; subscribers: number }[] {
+    return [...this.groups].map(([group, subs]) => ({ group, subscribers: subs.size }));
+  }
+
+  get datagramsForwarded(): number {
+    return this.forwarded;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweep);
+    this.groups.clear();
+    await this.receiver.close();
+  }
+}

@@ -1,0 +1,145 @@
+// vmm-mcastd keeping a VM's multicast stream across a migration to another
+// network, in the lab's namespaces (test/harness/mcast-lab.ts): agents on
+// the three hypervisors, a relay server on the sender's link, the VM's port
+// moving from hvS's bridge to hvA's (the router forwards there once someone
+// joins) or hvB's (no multicast ever: the relay). The figure the issue sets:
+// the interruption within the switchover pause plus 50 ms.
+import * as fs from 'node:fs';
+import { McastLab, mcastLabMissing, type Family } from '../harness/mcast-lab';
+import { McastdRig, procIgmp6Form, SIGNALLING_PORT } from '../harness/mcastd-rig';
+import { pollUntil } from '../harness/poll';
+import { describeUnless, firstReason } from '../harness/prereq';
+import { sleep } from '../harness/process';
+import { requireBuiltCli } from '../harness/agent';
+
+const describeLab = describeUnless(firstReason(mcastLabMissing()));
+
+const PAUSE_MS = 150;
+const PPS = 1725;
+/** The router's query interval: the VM answers within it after the move. */
+const QUERY_INTERVAL_SEC = 3;
+
+async function labWithAgents(family: Family, signalling: 4 | 6): Promise<{ lab: McastLab; rig: McastdRig }> {
+  const lab = await McastLab.create({ family, queryIntervalSec: QUERY_INTERVAL_SEC, queryResponseSec: 1, querier: 'router' });
+  try {
+    const rig = new McastdRig(lab, { signalling });
+    await rig.start();
+    return { lab, rig };
+  } catch (err) {
+    await lab.close();
+    throw err;
+  }
+}
+
+function hostForm(group: string, family: Family): string {
+  return family === 4 ? group : procIgmp6Form(group);
+}
+
+describeLab('vmm-mcastd: a migration to another network keeps the multicast stream', () => {
+  beforeAll(() => requireBuiltCli());
+
+  test.each([
+    [4, 6, 'A'],
+    [6, 4, 'A'],
+    [4, 4, 'B'],
+    [6, 6, 'B'],
+  ] as const)('IPv%s stream, IPv%s signalling, to net %s: interruption within the pause + 50 ms; joins held until the VM reports', async (family, signalling, dest) => {
+    const { lab, rig } = await labWithAgents(family, signalling);
+    try {
+      await lab.startStream({ pps: PPS });
+      await pollUntil('stream reaching the VM on S', async () => lab.receivedSoFar(), (n) => n > 50, 10_000, 50);
+      const prepared = await rig.prepare(dest);
+      const group = prepared.groups[0]?.address;
+      expect(prepared.groups).toEqual([{ address: group, via: dest === 'A' ? 'direct' : 'relay', ...(dest === 'B' ? { relay: expect.anything() } : {}) }]);
+      const held = rig.state(dest);
+      expect(held?.proxyJoins).toEqual([expect.objectContaining({ group, bridge: 'br0', reason: 'incoming-migration' })]);
+      expect(await rig.hostGroups(dest)).toContain(hostForm(group, family));
+      if (dest === 'B') {
+        expect(held?.relays).toEqual([expect.objectContaining({ group, state: 'active' })]);
+        expect(rig.state('relay')?.relaySubscribers).toEqual([expect.objectContaining({ group })]);
+      }
+      const sw = await lab.switchover({ to: dest, pauseMs: PAUSE_MS });
+      await sleep(1500);
+      const before = lab.receivedSoFar();
+      await sleep(200);
+      expect(lab.receivedSoFar()).toBeGreaterThan(before);
+      // The VM's port got the group at once (the joins wait for its own report, which may already have come).
+      expect(rig.agent(dest).output()).toContain(`arrived on br0 port ${lab.addresses.ports[dest]}; forwarding ${group}`);
+      // The router asks within QUERY_INTERVAL_SEC; the VM answers within the response interval.
+      if (dest === 'A') {
+        await pollUntil('proxy join released after the VM reported', async () => rig.state(dest)?.proxyJoins.length ?? -1, (n) => n === 0,
+          (QUERY_INTERVAL_SEC * 2 + 3) * 1000, 100);
+        expect(await rig.hostGroups(dest)).not.toContain(hostForm(group, family));
+      }
+      const result = await lab.stopStream();
+      // eslint-disable-next-line no-console
+      console.log(`IPv${family} to ${dest}: T_PRE ${prepared.tPreMs.toFixed(1)} ms, pause ${sw.pauseMs.toFixed(0)} ms, ` +
+        `interruption ${result.interruptionMs.toFixed(1)} ms, gap ${result.gapMs.toFixed(1)} ms, duplicates ${result.duplicates}, lost ${result.lost}`);
+      expect(result.resumed).toBe(true);
+      expect(result.interruptionMs).toBeLessThanOrEqual(sw.pauseMs + 50);
+    } finally {
+      await rig.close();
+      await lab.close();
+    }
+  });
+
+  // Replays are refused by the signalling itself (test/mcastd/signalling.test.ts); here, the daemon end to end.
+  test('a forged request is refused with a log line and changes nothing', async () => {
+    const { lab, rig } = await labWithAgents(4, 4);
+    try {
+      const agentA = rig.agent('A');
+      // A datagram from a sender without the key: a well-formed header, a wrong tag.
+      const forged = Buffer.alloc(58 + 2 + 32);
+      forged.write('VMMC', 0, 'ascii');
+      forged[4] = 1;
+      forged[5] = 5;
+      await lab.exec('hvB', process.execPath, ['-e', `const s=require('dgram').createSocket('udp4');` +
+        `s.send(Buffer.from('${forged.toString('hex')}','hex'),${SIGNALLING_PORT},'${lab.addresses.nets.A.bridge.v4}',()=>s.close());`]);
+      await pollUntil('refusal logged', async () => agentA.output(), (o) => /refused|bad tag|malformed/i.test(o), 5000, 50);
+      expect(rig.state('A')?.proxyJoins).toEqual([]);
+    } finally {
+      await rig.close();
+      await lab.close();
+    }
+  });
+
+  test('an agent killed mid-migration leaves no join, MDB entry or relay behind once restarted', async () => {
+    const { lab, rig } = await labWithAgents(4, 4);
+    try {
+      await lab.startStream({ pps: 174 });
+      await pollUntil('stream reaching the VM on S', async () => lab.receivedSoFar(), (n) => n > 10, 10_000, 50);
+      const prepared = await rig.prepare('B');
+      const group = prepared.groups[0].address;
+      await lab.switchover({ to: 'B', pauseMs: PAUSE_MS });
+      await pollUntil('VM port given the group', async () => rig.state('B')?.portEntries.length ?? 0, (n) => n === 1, 5000, 50);
+      expect(rig.state('relay')?.relaySubscribers).toHaveLength(1);
+      await rig.kill('B');
+      // The kernel drops a dead process's memberships; the MDB entry and the relay outlive it.
+      expect(await rig.hostGroups('B')).not.toContain(group);
+      expect((await lab.mdb('B')).some((e) => e.port === lab.addresses.ports.B && e.grp === group)).toBe(true);
+      const restarted = await rig.startAgent('B');
+      await pollUntil('restarted agent undid what it found', async () => restarted.output(), (o) => /undid what the previous vmm-mcastd/.test(o), 5000, 50);
+      expect((await lab.mdb('B')).some((e) => e.port === lab.addresses.ports.B && e.grp === group)).toBe(false);
+      await pollUntil('relay stopped', async () => rig.state('relay')?.relaySubscribers?.length ?? 0, (n) => n === 0, 5000, 50);
+      const fresh = rig.state('B');
+      expect(fresh).toMatchObject({ pid: restarted.pid, proxyJoins: [], relays: [], portEntries: [] });
+      await lab.stopStream();
+    } finally {
+      await rig.close();
+      await lab.close();
+    }
+  });
+
+  test('the state file is removed when the agent stops (no agent, no state)', async () => {
+    const { lab, rig } = await labWithAgents(4, 4);
+    try {
+      const file = rig.stateFile('A');
+      expect(fs.existsSync(file)).toBe(true);
+      await lab.stop(rig.agent('A'));
+      expect(fs.existsSync(file)).toBe(false);
+    } finally {
+      await rig.close();
+      await lab.close();
+    }
+  });
+});
