@@ -14,7 +14,7 @@ import { ManagedProcess, runCommand, spawnManaged, stopProcess } from '../harnes
 
 const describeAsRoot = describeUnless(firstReason(
   needsRoot('ip netns add, and packet sockets (CAP_NET_RAW) in them'),
-  missingTools('ip'),
+  missingTools('ip', 'setpriv'),
 ));
 
 const CHILD = path.join(__dirname, 'mcast-child.js');
@@ -105,6 +105,14 @@ describeAsRoot('multicast capture, relay and stream watch (network namespaces)',
     for (const proc of children) await stopProcess(proc).catch(() => undefined);
     for (const n of created.reverse()) await run('ip', 'netns', 'del', n).catch(() => undefined);
   }, 60_000);
+
+  test('without CAP_NET_RAW the capture says that is what it needs', async () => {
+    const script = `try { new (require(${JSON.stringify(BUILT)}).MulticastCapture)('lo', () => undefined, { log: () => undefined }); }`
+      + ' catch (e) { process.stdout.write(e.message); }';
+    const r = await runCommand('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, '-e', script],
+      { env: process.env });
+    expect(r.stdout).toBe('cannot open a packet socket to capture multicast on lo: needs CAP_NET_RAW (run as root or grant the capability)');
+  });
 
   describe.each([
     ['IPv4', '239.77.1.2'],
