@@ -10,7 +10,8 @@ import { randomUUID } from 'crypto';
 import type { Endpoint } from './config';
 import type { AgentContext } from './context';
 import { tapMacOf } from './bridge-ports';
-import { canonicalGroup, isMulticastGroup } from './groups';
+import { canonicalGroup } from './groups';
+import { isMulticastAddress } from './wire';
 import { NetlinkSubscription } from '../collectors/netlink';
 import type { AgentRequest, AgentResponse, GroupDelivery } from './wire';
 import type { RelayClient } from './relay-client';
@@ -118,7 +119,7 @@ export class DestinationRole {
         }
         bridge = ctx.config.defaultBridge;
       }
-      const groups = nic.groups.map((g) => g.address).filter(isMulticastGroup).map(canonicalGroup);
+      const groups = nic.groups.map((g) => g.address).filter(isMulticastAddress).map(canonicalGroup);
       inc.nics.push({ mac: nic.mac, tapMac: tapMacOf(nic.mac), bridge, groups, port: null, portIfIndex: null, reportsAtArrival: null });
     }
     // Watch before joining, so that a stream arriving at once is seen.
@@ -354,7 +355,7 @@ export class DestinationRole {
       for (const group of nic.groups) {
         if (inc.holding.delete(k(nic.bridge, group))) ctx.joins.leave(group, nic.bridge);
         this.relays.unsubscribe(group, nic.bridge, inc.id);
-        if (!ctx.joins.held(group, nic.bridge)) ctx.streams.on(nic.bridge).unwatch(group);
+        if (!ctx.joins.isHeld(group, nic.bridge)) ctx.streams.on(nic.bridge).unwatch(group);
       }
     }
     const owned = ctx.state.portEntries.filter((e) => inc.nics.some((n) => n.port === e.port && n.bridge === e.bridge));

@@ -7,7 +7,7 @@ import { newMigrationId } from './destination';
 import { tapMacOf } from './bridge-ports';
 import type { AgentContext } from './context';
 import type { Peer } from './config';
-import { familyOf, isLinkLocalGroup } from './groups';
+import { isLinkLocalGroup } from './groups';
 import { migrateVm, vmFacts, type VmFacts } from './libvirt-vm';
 import { MessageType, type GroupDelivery, type NicGroups } from './wire';
 
@@ -44,7 +44,7 @@ export class SourceRole {
       const byMac = (await this.ctx.bridges.ports(nic.bridge)).find((p) => p.mac === tapMacOf(nic.mac));
       const ifIndex = byMac?.ifIndex ?? await this.ctx.bridges.ifIndex(nic.port);
       const groups = ifIndex === null ? [] : (await this.ctx.bridges.portGroups(ifIndex)).filter((g) => !isLinkLocalGroup(g));
-      out.push({ mac: nic.mac, bridge: nic.bridge, groups: groups.map((address) => ({ address, family: familyOf(address) as 4 | 6 })) });
+      out.push({ mac: nic.mac, bridge: nic.bridge, groups: groups.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })) });
     }
     return out;
   }

@@ -516,8 +516,20 @@ export function analyseArrivals(
   };
 }
 
+/** The repository (the directory of package.json), from test/harness or from its compiled copy in dist/. */
+export function repositoryRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/** The lab's scripts are plain JS in test/harness (dist/ has no copy). */
 function script(name: keyof typeof SCRIPTS): string {
-  return path.join(__dirname, SCRIPTS[name]);
+  return path.join(repositoryRoot(), 'test', 'harness', SCRIPTS[name]);
 }
 
 async function run(cmd: string, args: readonly string[]): Promise<string> {

@@ -7,12 +7,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Hypervisor, McastLab, Role } from './mcast-lab';
+import { repositoryRoot, type Hypervisor, type McastLab, type Role } from './mcast-lab';
 import type { ManagedProcess } from './process';
 import { runCommand } from './process';
 import { pollUntil } from './poll';
 
-export const MCASTD_CLI = path.join(__dirname, '..', '..', 'dist', 'src', 'mcastd', 'cli.js');
+export const MCASTD_CLI = path.join(repositoryRoot(), 'dist', 'src', 'mcastd', 'cli.js');
 export const SIGNALLING_PORT = 7666;
 
 export interface RigOptions {

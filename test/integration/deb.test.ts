@@ -61,6 +61,10 @@ describeAsRoot('the .deb: install, run as installed, purge', () => {
     expect([plugin.exitCode, plugin.stdout]).toEqual([3, expect.stringMatching(/check_vmm/)]);
     expect(fs.existsSync('/etc/vmm-agentx.conf')).toBe(true);
     expect(fs.existsSync('/lib/systemd/system/vmm-agentx.service')).toBe(true);
+    // The mobility agent: its launcher, unit and conffile.
+    expect(await sh('/usr/bin/vmm-mcastd', ['--help'])).toMatch(/^usage: vmm-mcastd/);
+    expect(fs.existsSync('/lib/systemd/system/vmm-mcastd.service')).toBe(true);
+    expect(fs.readFileSync('/var/lib/dpkg/info/vmm-agentx.conffiles', 'utf8').split('\n')).toContain('/etc/vmm-mcastd.conf');
     const state = fs.statSync('/var/lib/vmm-agentx');
     expect(state.mode & 0o777).toBe(0o700);
     const user = (await sh('id', ['-u', 'vmm-agentx'])).trim();
@@ -93,7 +97,8 @@ describeAsRoot('the .deb: install, run as installed, purge', () => {
 
     await sh('apt-get', ['purge', '-y', '-q', PACKAGE]);
     for (const gone of ['/usr/lib/vmm-agentx', '/usr/bin/vmm-agentx', '/etc/vmm-agentx.conf', '/var/lib/vmm-agentx',
-      '/lib/systemd/system/vmm-agentx.service', '/usr/share/snmp/mibs/VM-MIB.txt']) {
+      '/lib/systemd/system/vmm-agentx.service', '/usr/share/snmp/mibs/VM-MIB.txt', '/usr/bin/vmm-mcastd', '/etc/vmm-mcastd.conf',
+      '/lib/systemd/system/vmm-mcastd.service']) {
       expect([gone, fs.existsSync(gone)]).toEqual([gone, false]);
     }
     expect((await runCommand('id', ['vmm-agentx'], { env })).exitCode).not.toBe(0);

@@ -5,8 +5,9 @@
 // joins) or hvB's (no multicast ever: the relay). The figure the issue sets:
 // the interruption within the switchover pause plus 50 ms.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { McastLab, mcastLabMissing, type Family } from '../harness/mcast-lab';
-import { McastdRig, procIgmp6Form, SIGNALLING_PORT } from '../harness/mcastd-rig';
+import { MCASTD_CLI, McastdRig, procIgmp6Form, SIGNALLING_PORT } from '../harness/mcastd-rig';
 import { pollUntil } from '../harness/poll';
 import { describeUnless, firstReason } from '../harness/prereq';
 import { sleep } from '../harness/process';
@@ -72,7 +73,6 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
         expect(await rig.hostGroups(dest)).not.toContain(hostForm(group, family));
       }
       const result = await lab.stopStream();
-      // eslint-disable-next-line no-console
       console.log(`IPv${family} to ${dest}: T_PRE ${prepared.tPreMs.toFixed(1)} ms, pause ${sw.pauseMs.toFixed(0)} ms, ` +
         `interruption ${result.interruptionMs.toFixed(1)} ms, gap ${result.gapMs.toFixed(1)} ms, duplicates ${result.duplicates}, lost ${result.lost}`);
       expect(result.resumed).toBe(true);
@@ -88,14 +88,16 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
     const { lab, rig } = await labWithAgents(4, 4);
     try {
       const agentA = rig.agent('A');
-      // A datagram from a sender without the key: a well-formed header, a wrong tag.
-      const forged = Buffer.alloc(58 + 2 + 32);
-      forged.write('VMMC', 0, 'ascii');
-      forged[4] = 1;
-      forged[5] = 5;
-      await lab.exec('hvB', process.execPath, ['-e', `const s=require('dgram').createSocket('udp4');` +
-        `s.send(Buffer.from('${forged.toString('hex')}','hex'),${SIGNALLING_PORT},'${lab.addresses.nets.A.bridge.v4}',()=>s.close());`]);
-      await pollUntil('refusal logged', async () => agentA.output(), (o) => /refused|bad tag|malformed/i.test(o), 5000, 50);
+      // A well-formed AGENT_REQUEST that claims to be hvS's, tagged with a key that is not the site's.
+      const dist = JSON.stringify(path.dirname(MCASTD_CLI));
+      const script = `const w=require(${dist}+'/wire.js');const {MessageKey}=require(${dist}+'/auth.js');` +
+        `const m={type:w.MessageType.AGENT_REQUEST,senderId:w.senderIdFor('hvS'),bootId:1n,sequence:1,timestamp:Date.now(),` +
+        `body:{migrationId:'forged',vm:{uuid:'${rig.vmUuid}',name:'evil'},nics:[{mac:'52:54:00:00:00:01',bridge:'br0',` +
+        `groups:[{address:'239.9.9.9',family:4}]}]}};` +
+        `const s=require('dgram').createSocket('udp4');s.send(w.encodeMessage(m,new MessageKey(require('crypto').randomBytes(32))),` +
+        `${SIGNALLING_PORT},'${lab.addresses.nets.A.bridge.v4}',()=>s.close());`;
+      await lab.exec('hvB', process.execPath, ['-e', script]);
+      await pollUntil('refusal logged', async () => agentA.output(), (o) => /dropped AGENT_REQUEST from .*: bad tag/.test(o), 5000, 50);
       expect(rig.state('A')?.proxyJoins).toEqual([]);
     } finally {
       await rig.close();
@@ -130,9 +132,20 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
     }
   });
 
-  test('the state file is removed when the agent stops (no agent, no state)', async () => {
-    const { lab, rig } = await labWithAgents(4, 4);
+  test('--check proves each peer and the relay answer with the key; the state file goes when the agent stops', async () => {
+    const { lab, rig } = await labWithAgents(4, 6);
     try {
+      const check = await lab.exec('hvS', process.execPath, [MCASTD_CLI, '--config', rig.configFile('S'), '--check']);
+      expect(check).toMatch(/^peer hvA: fd00:71::1 port 7666 ok: agent hvA answered in \d+ ms \(same key\)$/m);
+      expect(check).toMatch(/^peer hvB: .* ok: agent hvB answered/m);
+      expect(check).toMatch(/^relay server: .* ok: agent relay answered/m);
+      expect(check).toMatch(/^bridge: br0 ok: snooping on, statistics on$/m);
+      expect(check.trim().split('\n').pop()).toBe('check: all passed');
+      // A peer with another key does not answer: --check says so and fails.
+      fs.writeFileSync(rig.keyFile, `${'ab'.repeat(32)}\n`);
+      const bad = await lab.exec('hvS', 'sh', ['-c', `${process.execPath} ${MCASTD_CLI} --config ${rig.configFile('S')} --check; echo "exit $?"`]);
+      expect(bad).toMatch(/^peer hvA: .* FAILED: .*is its vmm-mcastd running, with the same key\?$/m);
+      expect(bad.trim()).toMatch(/exit 1$/);
       const file = rig.stateFile('A');
       expect(fs.existsSync(file)).toBe(true);
       await lab.stop(rig.agent('A'));

@@ -69,7 +69,7 @@ describe('groups and taps', () => {
   test('IPv6 groups compare in one text form', () => {
     expect(canonicalGroup('FF0E:0:0:0:0:0:0:1234')).toBe('ff0e::1234');
     expect(canonicalGroup('239.1.2.3')).toBe('239.1.2.3');
-    expect(() => canonicalGroup('br0')).toThrow(/not an IP address/);
+    expect(() => canonicalGroup('br0')).toThrow(/not a multicast address/);
   });
   test('link-local groups are not carried over', () => {
     expect(isLinkLocalGroup('ff02::1:ff00:1')).toBe(true);
