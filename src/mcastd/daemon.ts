@@ -73,6 +73,21 @@ export class Mcastd {
       if (body.migrationId === ANY_MIGRATION || !d.handleRelease(body.migrationId)) d.releaseVm(body.vm.uuid);
       return {};
     });
+    // A migration controller (the paper's requester) asks this host, the source, to prepare a migration and,
+    // when libvirt is writable here and it names the destination's libvirt URI, to run it.
+    s.onRequest(MessageType.MIGRATION_REQUEST, async (body, from) => {
+      const dest = { name: body.destination.address, ...body.destination, libvirtUri: body.destinationUri ?? null };
+      const log = (line: string): void => this.ctx.log('info', `migration requested by ${from.address}: ${line}`);
+      try {
+        const prepared = await this.source.prepare(body.vm.uuid, dest, log);
+        if (this.ctx.config.libvirtReadWrite && dest.libvirtUri !== null) {
+          this.source.run(prepared, dest, log).catch((err: Error) => this.ctx.log('error', err.message));
+        }
+        return { migrationId: body.migrationId, accepted: true, groups: prepared.groups };
+      } catch (err) {
+        return { migrationId: body.migrationId, accepted: false, reason: (err as Error).message };
+      }
+    });
     // Answered for any MAC: --check on a peer uses it to prove the address and the key.
     s.onRequest(MessageType.AGENT_SEARCH, (body) => ({ agent: this.ctx.config.name, mac: body.mac }));
     const relay = this.relayServer;

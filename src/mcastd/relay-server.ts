@@ -14,10 +14,16 @@ interface Subscriber {
 
 const SWEEP_MS = 1000;
 
-function subscriberOf(requested: { address: string; port: number }, from: Endpoint): Endpoint {
-  // The unspecified address: "send to where this request came from".
+/**
+ * Where a subscriber's datagrams go: always the address the request came
+ * from (the unspecified address in the request says just that), so that a
+ * key holder cannot point a relay's stream at a third party.
+ */
+function subscriberOf(requested: { address: string; port: number }, from: Endpoint): Endpoint | null {
+  const bare = (a: string): string => a.replace(/%.*$/, '').replace(/^::ffff:/, '');
   const unspecified = requested.address === '::' || requested.address === '0.0.0.0';
-  return unspecified ? { address: from.address, port: requested.port } : requested;
+  if (!unspecified && bare(requested.address) !== bare(from.address)) return null;
+  return { address: from.address, port: requested.port };
 }
 
 export class RelayServerRole {
@@ -35,6 +41,9 @@ export class RelayServerRole {
   async handleRequest(body: RelayRequest, from: Endpoint): Promise<RelayResponse> {
     const lease = Math.min(body.ttlSeconds ?? this.ctx.config.relayLeaseSeconds, this.ctx.config.relayLeaseSeconds);
     const peer = subscriberOf(body.subscriber, from);
+    if (peer === null) {
+      return { group: body.group, accepted: false, reason: `a relay forwards only to the requester (${from.address}), not to ${body.subscriber.address}` };
+    }
     let subs = this.groups.get(body.group);
     if (subs === undefined) {
       try {
@@ -54,8 +63,8 @@ export class RelayServerRole {
 
   async handleStop(body: RelayStop, from: Endpoint): Promise<void> {
     const peer = subscriberOf(body.subscriber, from);
-    const subs = this.groups.get(body.group);
-    if (subs?.delete(`${peer.address} ${peer.port}`)) {
+    const subs = peer === null ? undefined : this.groups.get(body.group);
+    if (peer !== null && subs?.delete(`${peer.address} ${peer.port}`)) {
       this.ctx.log('info', `relay: ${peer.address} no longer needs ${body.group}`);
       await this.leaveIfUnused(body.group);
       this.publish();

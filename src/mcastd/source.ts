@@ -49,7 +49,26 @@ export class SourceRole {
     return out;
   }
 
+  /**
+   * Prepares DEST for the VM and, unless `prepareOnly`, migrates it there and
+   * resolves when the migration has ended.
+   */
   async migrate(vmName: string, dest: Peer, prepareOnly: boolean, progress: (line: string) => void): Promise<PrepareResult> {
+    if (!prepareOnly && !this.ctx.config.libvirtReadWrite) {
+      throw new Error('a migration through libvirt needs libvirt-readwrite yes in the configuration (or --prepare-only, for a migration another tool runs)');
+    }
+    const prepared = await this.prepare(vmName, dest, progress);
+    if (prepareOnly) return prepared;
+    await this.run(prepared, dest, progress);
+    return { ...prepared, migrated: true };
+  }
+
+  /**
+   * Has DEST proxy-join (or relay) each of the VM's groups; resolves once DEST
+   * answered. Another tool migrates when `run` is not called; DEST then holds
+   * its joins until the VM arrives (or arrival-timeout).
+   */
+  async prepare(vmName: string, dest: Peer, progress: (line: string) => void): Promise<PrepareResult> {
     const { ctx } = this;
     const vm = await vmFacts(ctx.config.libvirtUri, vmName);
     const nics = await this.nicGroups(vm);
@@ -76,20 +95,23 @@ export class SourceRole {
       throw new Error(`${dest.name} did not prepare ${vm.name}'s groups: ${(err as Error).message}`);
     }
     const tPreMs = Number(process.hrtime.bigint() - started) / 1e6;
-    const m = ctx.state.migrations.find((x) => x.id === migrationId);
-    if (m !== undefined) {
-      m.phase = 'migrating';
-      m.groups = groups.map((g) => ({ group: g.address, via: g.via === 'none' ? 'pending' : g.via }));
-      ctx.stateChanged();
-    }
+    // Prepared: what happens next is up to the caller (run, or another tool), not this record.
+    this.forget(migrationId);
     progress(`${dest.name} is ready in ${tPreMs.toFixed(1)} ms: ${groups.map((g) => `${g.address} ${g.via}`).join(', ') || 'nothing to prepare'}`);
-    if (prepareOnly) {
-      // Another tool migrates; the destination holds its joins until the VM arrives (or arrival-timeout).
-      this.forget(migrationId);
-      return { migrationId, vm: record.vm, tPreMs, groups, migrated: false };
-    }
+    return { migrationId, vm: record.vm, tPreMs, groups, migrated: false };
+  }
+
+  /** The live migration of a prepared VM, through libvirt; on failure DEST is told to release. */
+  async run(prepared: PrepareResult, dest: Peer, progress: (line: string) => void): Promise<void> {
+    const { ctx } = this;
+    const { migrationId, vm } = prepared;
+    ctx.state.migrations.push({
+      id: migrationId, vm, role: 'source', peer: `${dest.address} ${dest.port}`, phase: 'migrating', since: Date.now(),
+      groups: prepared.groups.map((g) => ({ group: g.address, via: g.via === 'none' ? 'pending' : g.via })),
+    });
+    ctx.stateChanged();
     try {
-      await ctx.signalling.request(dest, MessageType.START_MIGRATION, { migrationId, vm: record.vm });
+      await ctx.signalling.request(dest, MessageType.START_MIGRATION, { migrationId, vm });
       const destUri = dest.libvirtUri ?? `qemu+ssh://${dest.name}/system`;
       progress(`migrating ${vm.name} to ${destUri}`);
       await migrateVm(ctx.config.libvirtUri, vm.uuid, destUri);
@@ -100,7 +122,6 @@ export class SourceRole {
     }
     this.forget(migrationId);
     progress(`${vm.name} migrated`);
-    return { migrationId, vm: record.vm, tPreMs, groups, migrated: true };
   }
 
   /** Tells DEST to drop what it holds for the VM (by migration id, or all of the VM's when the id is unknown). */

@@ -10,7 +10,7 @@ import { McastLab, mcastLabMissing, type Family } from '../harness/mcast-lab';
 import { MCASTD_CLI, McastdRig, procIgmp6Form, SIGNALLING_PORT } from '../harness/mcastd-rig';
 import { pollUntil } from '../harness/poll';
 import { describeUnless, firstReason } from '../harness/prereq';
-import { sleep } from '../harness/process';
+import { runCommand, sleep } from '../harness/process';
 import { requireBuiltCli } from '../harness/agent';
 
 const describeLab = describeUnless(firstReason(mcastLabMissing()));
@@ -84,7 +84,7 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
   });
 
   // Replays are refused by the signalling itself (test/mcastd/signalling.test.ts); here, the daemon end to end.
-  test('a forged request is refused with a log line and changes nothing', async () => {
+  test('a forged request is refused with a log line and changes nothing; a MIGRATION_REQUEST with the key is served', async () => {
     const { lab, rig } = await labWithAgents(4, 4);
     try {
       const agentA = rig.agent('A');
@@ -99,6 +99,18 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
       await lab.exec('hvB', process.execPath, ['-e', script]);
       await pollUntil('refusal logged', async () => agentA.output(), (o) => /dropped AGENT_REQUEST from .*: bad tag/.test(o), 5000, 50);
       expect(rig.state('A')?.proxyJoins).toEqual([]);
+      // The same request from a controller that has the key (the paper's MIGRATION_REQUEST to the source) is served.
+      const controller = `const {SignallingEndpoint}=require(${dist}+'/signalling.js');const {loadKeyFile}=require(${dist}+'/auth.js');` +
+        `const w=require(${dist}+'/wire.js');(async()=>{const e=await SignallingEndpoint.open({key:await loadKeyFile(${JSON.stringify(rig.keyFile)}),` +
+        `senderId:w.senderIdFor('controller'),port:0,bindAddress6:null,log:()=>{}});` +
+        `const r=await e.request({address:'${lab.addresses.nets.S.bridge.v4}',port:${SIGNALLING_PORT}},w.MessageType.MIGRATION_REQUEST,` +
+        `{migrationId:'c-1',vm:{uuid:'${rig.vmUuid}',name:'${rig.vmName}'},destination:{address:'${lab.addresses.nets.A.bridge.v4}',port:${SIGNALLING_PORT}}});` +
+        `process.stdout.write(JSON.stringify(r.body));await e.close();})().catch((err)=>{process.stdout.write(err.message);});`;
+      const answer = JSON.parse(await lab.exec('hvB', process.execPath, ['-e', controller])) as unknown;
+      expect(answer).toEqual({ migrationId: 'c-1', accepted: true, groups: [] });
+      // libvirt stays read-only unless configured otherwise: a migration through it is refused before any signalling.
+      const live = await runCommand(process.execPath, [MCASTD_CLI, '--config', rig.configFile('S'), 'migrate', rig.vmName, 'hvA'], { env: process.env });
+      expect([live.exitCode, live.stderr.trim()]).toEqual([1, expect.stringMatching(/needs libvirt-readwrite yes .*\(or --prepare-only/)]);
     } finally {
       await rig.close();
       await lab.close();
