@@ -2,11 +2,19 @@
 // per port, through rtnetlink RTM_GETMDB — what `bridge mdb show` prints —
 // and the RTNLGRP_MDB group that tells when they change.
 import type { Collector } from './collector';
-import { netlinkDump, NetlinkSubscription } from './netlink';
+import * as net from 'net';
+import { netlinkDump, netlinkRequest, NetlinkError, NetlinkSubscription } from './netlink';
 import type { MdbEntry } from '../snapshot';
 
 const RTM_NEWMDB = 84;
+const RTM_DELMDB = 85;
 const RTM_GETMDB = 86;
+const MDBA_SET_ENTRY = 1;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+const EEXIST = 17;
+const ENOENT = 2;
+const EINVAL = 22;
 const RTNLGRP_MDB = 26;
 const AF_BRIDGE = 7;
 const MDBA_MDB = 1;
@@ -109,6 +117,60 @@ export class BridgeMdbCollector implements Collector<void, MdbEntry[]> {
     const request = Buffer.alloc(8);
     request.writeUInt8(AF_BRIDGE, 0);
     return Promise.resolve(parseMdbMessages(netlinkDump(RTM_GETMDB, request)));
+  }
+}
+
+/**
+ * struct br_port_msg for `bridgeIfIndex`, then MDBA_SET_ENTRY holding a
+ * struct br_mdb_entry for a temporary (*, G) entry on `portIfIndex` — what
+ * `bridge mdb add|del dev BR port P grp G temp` sends.
+ */
+function mdbEntryRequest(bridgeIfIndex: number, portIfIndex: number, group: string): Buffer {
+  const family = net.isIP(group);
+  if (family === 0) throw new Error(`"${group}" is not an IP address`);
+  const b = Buffer.alloc(8 + 4 + BR_MDB_ENTRY_SIZE);
+  b.writeUInt8(AF_BRIDGE, 0);
+  b.writeUInt32LE(bridgeIfIndex, 4);
+  b.writeUInt16LE(4 + BR_MDB_ENTRY_SIZE, 8);
+  b.writeUInt16LE(MDBA_SET_ENTRY, 10);
+  const e = 12;
+  b.writeUInt32LE(portIfIndex, e);
+  // state MDB_TEMPORARY (0), flags 0, vid 0: as a learned entry, aged by the bridge's membership interval.
+  if (family === 4) {
+    group.split('.').forEach((octet, i) => b.writeUInt8(Number(octet), e + 8 + i));
+  } else {
+    ipv6Bytes(group).copy(b, e + 8);
+  }
+  b.writeUInt16BE(family === 4 ? ETH_P_IP : ETH_P_IPV6, e + 24);
+  return b;
+}
+
+function ipv6Bytes(address: string): Buffer {
+  const [head, tail = ''] = address.split('::');
+  const words = (t: string): number[] => (t === '' ? [] : t.split(':').map((w) => parseInt(w, 16)));
+  const h = words(head);
+  const t = words(tail);
+  const all = address.includes('::') ? [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t] : h;
+  const out = Buffer.alloc(16);
+  all.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  return out;
+}
+
+/** Adds a temporary entry for `group` on a bridge port; one already there (the VM's own report came first) is kept. */
+export function addMdbEntry(bridgeIfIndex: number, portIfIndex: number, group: string): void {
+  try {
+    netlinkRequest(RTM_NEWMDB, NLM_F_CREATE | NLM_F_EXCL, mdbEntryRequest(bridgeIfIndex, portIfIndex, group));
+  } catch (err) {
+    if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
+  }
+}
+
+/** Removes the entry; one already gone (aged out, or its port left) is no error. */
+export function deleteMdbEntry(bridgeIfIndex: number, portIfIndex: number, group: string): void {
+  try {
+    netlinkRequest(RTM_DELMDB, 0, mdbEntryRequest(bridgeIfIndex, portIfIndex, group));
+  } catch (err) {
+    if (!(err instanceof NetlinkError && (err.errno === ENOENT || err.errno === EINVAL))) throw err;
   }
 }
 

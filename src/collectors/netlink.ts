@@ -26,6 +26,7 @@ export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_DUMP = 0x300;
+const NLM_F_ACK = 0x4;
 const NLMSG_HDRLEN = 16;
 
 interface Libc {
@@ -100,6 +101,19 @@ let sequence = 0;
  * answer's messages. Synchronous: see the top of the file.
  */
 export function netlinkDump(type: number, body: Buffer): NetlinkMessage[] {
+  return exchange(type, NLM_F_DUMP, body);
+}
+
+/**
+ * Sends a request that changes something (`type`, `flags` beside
+ * NLM_F_REQUEST|NLM_F_ACK, `body` after the header) and returns once the
+ * kernel acknowledged it; throws a NetlinkError with the kernel's errno.
+ */
+export function netlinkRequest(type: number, flags: number, body: Buffer): void {
+  exchange(type, NLM_F_ACK | flags, body);
+}
+
+function exchange(type: number, flags: number, body: Buffer): NetlinkMessage[] {
   const c = api();
   const fd = openSocket();
   try {
@@ -111,7 +125,7 @@ export function netlinkDump(type: number, body: Buffer): NetlinkMessage[] {
     const request = Buffer.alloc(NLMSG_HDRLEN + body.length);
     request.writeUInt32LE(request.length, 0);
     request.writeUInt16LE(type, 4);
-    request.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
+    request.writeUInt16LE(NLM_F_REQUEST | flags, 6);
     request.writeUInt32LE(seq, 8);
     body.copy(request, NLMSG_HDRLEN);
     const kernel = sockaddr();

@@ -1,11 +1,13 @@
 // What vmm-mcastd asks of a Linux bridge: its ports and their MACs (sysfs),
 // which groups each port receives (the snooping database, over rtnetlink),
-// temporary MDB entries for a VM's new port (iproute2's `bridge`), and how
-// many IGMP/MLD reports a port has received (iproute2's `ip stats`).
+// temporary MDB entries for a VM's new port (rtnetlink: no process to start
+// between the port coming up and the stream reaching it), and how many
+// IGMP/MLD reports a port has received (iproute2's `ip stats`, polled only
+// while a migrated VM's report is awaited).
 import { execFile } from 'child_process';
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { BridgeMdbCollector } from '../collectors/bridge-mdb';
+import { addMdbEntry, BridgeMdbCollector, deleteMdbEntry } from '../collectors/bridge-mdb';
 import type { MdbEntry } from '../snapshot';
 import { canonicalGroup } from './groups';
 
@@ -88,21 +90,22 @@ export class BridgeHost {
 
   /** A temporary entry: it ages out like a learned one unless the VM's own reports refresh it. */
   async addPortGroup(bridge: string, port: string, group: string): Promise<void> {
-    try {
-      await run('bridge', ['mdb', 'add', 'dev', bridge, 'port', port, 'grp', group, 'temp']);
-    } catch (err) {
-      // The VM's own report got there first: the entry it refreshes is as good.
-      if (!/already joined|exists/i.test((err as Error).message)) throw err;
-    }
+    const [b, p] = await this.indexes(bridge, port);
+    addMdbEntry(b, p, group);
   }
 
   /** Removes the entry; one already gone (aged out, the port removed) is no error. */
   async removePortGroup(bridge: string, port: string, group: string): Promise<void> {
-    try {
-      await run('bridge', ['mdb', 'del', 'dev', bridge, 'port', port, 'grp', group]);
-    } catch (err) {
-      if (!/invalid argument|not a bridge port|cannot find/i.test((err as Error).message)) throw err;
-    }
+    const indexes = await this.indexes(bridge, port).catch(() => null);
+    // No bridge or no port any more: no entry either.
+    if (indexes !== null) deleteMdbEntry(indexes[0], indexes[1], group);
+  }
+
+  private async indexes(bridge: string, port: string): Promise<[number, number]> {
+    const [b, p] = await Promise.all([this.ifIndex(bridge), this.ifIndex(port)]);
+    if (b === null) throw new Error(`no bridge ${bridge}`);
+    if (p === null) throw new Error(`no port ${port}`);
+    return [b, p];
   }
 
   /** Whether the bridge counts IGMP/MLD messages per port (needed to see a VM's own report). */

@@ -48,6 +48,20 @@ export class StreamWatches {
     return w;
   }
 
+  /**
+   * Unwatches `group` on `bridge`, and closes that bridge's watch once it
+   * watches nothing: an idle capture would still wake for every multicast
+   * datagram on a busy bridge.
+   */
+  unwatch(bridge: string, group: string): void {
+    const w = this.byBridge.get(bridge);
+    if (w === undefined) return;
+    w.unwatch(group);
+    if (w.watching > 0) return;
+    this.byBridge.delete(bridge);
+    void w.close();
+  }
+
   /** Called for a group's first datagram from the network (and the first after a silence). */
   onArrival(listener: (bridge: string, group: string, source: string) => void): void {
     this.arrivalListeners.add(listener);

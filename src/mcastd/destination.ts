@@ -78,7 +78,8 @@ export class DestinationRole {
   handleStart(migrationId: string): boolean {
     const inc = this.incoming.get(migrationId);
     if (inc === undefined || inc.ended) return false;
-    this.armArrivalTimer(inc);
+    // Unless the VM is already here (then the report timer runs).
+    if (inc.nics.some((n) => n.port === null)) this.armArrivalTimer(inc);
     return true;
   }
 
@@ -355,7 +356,7 @@ export class DestinationRole {
       for (const group of nic.groups) {
         if (inc.holding.delete(k(nic.bridge, group))) ctx.joins.leave(group, nic.bridge);
         this.relays.unsubscribe(group, nic.bridge, inc.id);
-        if (!ctx.joins.isHeld(group, nic.bridge)) ctx.streams.on(nic.bridge).unwatch(group);
+        if (!ctx.joins.isHeld(group, nic.bridge)) ctx.streams.unwatch(nic.bridge, group);
       }
     }
     const owned = ctx.state.portEntries.filter((e) => inc.nics.some((n) => n.port === e.port && n.bridge === e.bridge));

@@ -27,13 +27,13 @@ function subscriberOf(requested: { address: string; port: number }, from: Endpoi
 }
 
 export class RelayServerRole {
-  private readonly receiver: GroupReceiver;
+  /** Open only while some group is relayed: an idle capture would wake for every multicast datagram. */
+  private receiver: GroupReceiver | null = null;
   private readonly groups = new Map<string, Map<string, Subscriber>>();
   private readonly sweep: NodeJS.Timeout;
   private forwarded = 0;
 
-  constructor(private readonly ctx: AgentContext, iface: string) {
-    this.receiver = new GroupReceiver(iface, (group, port, payload) => this.forward(group, port, payload), { log: ctx.log });
+  constructor(private readonly ctx: AgentContext, private readonly iface: string) {
     this.sweep = setInterval(() => this.expire(), SWEEP_MS);
     this.sweep.unref();
   }
@@ -46,13 +46,16 @@ export class RelayServerRole {
     }
     let subs = this.groups.get(body.group);
     if (subs === undefined) {
-      try {
-        await this.receiver.join(body.group);
-      } catch (err) {
-        return { group: body.group, accepted: false, reason: `cannot join ${body.group} on ${this.receiver.iface}: ${(err as Error).message}` };
-      }
+      // Listed before the join, so that no other group's leave closes the receiver meanwhile.
       subs = new Map();
       this.groups.set(body.group, subs);
+      try {
+        this.receiver ??= new GroupReceiver(this.iface, (group, port, payload) => this.forward(group, port, payload), { log: this.ctx.log });
+        await this.receiver.join(body.group);
+      } catch (err) {
+        await this.leaveIfUnused(body.group);
+        return { group: body.group, accepted: false, reason: `cannot join ${body.group} on ${this.iface}: ${(err as Error).message}` };
+      }
     }
     const key = `${peer.address} ${peer.port}`;
     if (!subs.has(key)) this.ctx.log('info', `relay: forwarding ${body.group} to ${peer.address} port ${peer.port} (lease ${lease} s)`);
@@ -93,7 +96,13 @@ export class RelayServerRole {
   private async leaveIfUnused(group: string): Promise<void> {
     if ((this.groups.get(group)?.size ?? 0) > 0) return;
     this.groups.delete(group);
-    await this.receiver.leave(group).catch(() => undefined);
+    const receiver = this.receiver;
+    if (receiver === null) return;
+    await receiver.leave(group).catch(() => undefined);
+    if (this.groups.size === 0 && this.receiver === receiver) {
+      this.receiver = null;
+      await receiver.close();
+    }
   }
 
   private publish(): void {
@@ -113,6 +122,7 @@ export class RelayServerRole {
   async close(): Promise<void> {
     clearInterval(this.sweep);
     this.groups.clear();
-    await this.receiver.close();
+    await this.receiver?.close();
+    this.receiver = null;
   }
 }

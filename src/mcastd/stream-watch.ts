@@ -86,6 +86,11 @@ export class StreamWatch {
     for (const wake of [...w.waiters]) wake(null);
   }
 
+  /** How many groups are watched (none: the watch can be closed). */
+  get watching(): number {
+    return this.watched.size;
+  }
+
   /** The group's arrival since its last silence, or null (not arriving, or not watched). */
   arrival(group: string): StreamArrival | null {
     return this.watched.get(canonicalGroup(group))?.arrival ?? null;
