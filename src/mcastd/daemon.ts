@@ -49,9 +49,9 @@ export class Mcastd {
     const destination = new DestinationRole(ctx, relayClient);
     const source = new SourceRole(ctx);
     const relayServer = config.relay && config.relayInterface !== null ? new RelayServerRole(ctx, config.relayInterface) : null;
-    const daemon = new Mcastd(ctx, stateFile, signalling, null as unknown as ControlServer, source, destination, relayClient, relayServer);
-    const control = new ControlServer(config.controlSocket, (r, progress) => daemon.command(r, progress), log);
-    (daemon as unknown as { control: ControlServer }).control = control;
+    // The control socket starts listening only at the end, once the daemon exists.
+    const control: ControlServer = new ControlServer(config.controlSocket, (r, progress): Promise<unknown> => daemon.command(r, progress), log);
+    const daemon: Mcastd = new Mcastd(ctx, stateFile, signalling, control, source, destination, relayClient, relayServer);
     daemon.listen(signalling);
     await daemon.undo(left);
     stateFile.changed();
