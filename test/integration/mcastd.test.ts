@@ -56,12 +56,14 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
       const prepared = await rig.prepare(dest);
       const group = prepared.groups[0]?.address;
       expect(prepared.groups).toEqual([{ address: group, via: dest === 'A' ? 'direct' : 'relay', ...(dest === 'B' ? { relay: expect.anything() } : {}) }]);
-      const held = rig.state(dest);
+      // State files are written just after the change (coalesced): poll, not read once.
+      const held = (await pollUntil('destination state', async () => rig.state(dest),
+        (st) => (st?.proxyJoins.length ?? 0) > 0 && (dest === 'A' || (st?.relays ?? []).some((r) => r.state === 'active')), 5000, 20)).value;
       expect(held?.proxyJoins).toEqual([expect.objectContaining({ group, bridge: 'br0', reason: 'incoming-migration' })]);
       expect(await rig.hostGroups(dest)).toContain(hostForm(group, family));
       if (dest === 'B') {
         expect(held?.relays).toEqual([expect.objectContaining({ group, state: 'active' })]);
-        expect(rig.state('relay')?.relaySubscribers).toEqual([expect.objectContaining({ group })]);
+        await pollUntil('relay subscriber', async () => rig.state('relay')?.relaySubscribers ?? [], (subs) => subs.some((x) => x.group === group), 5000, 20);
       }
       const sw = await lab.switchover({ to: dest, pauseMs: PAUSE_MS });
       await sleep(1500);
@@ -69,7 +71,8 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
       await sleep(200);
       expect(lab.receivedSoFar()).toBeGreaterThan(before);
       // The VM's port got the group at once (the joins wait for its own report, which may already have come).
-      expect(rig.agent(dest).output()).toContain(`arrived on br0 port ${lab.addresses.ports[dest]}; forwarding ${group}`);
+      await pollUntil('VM port found and given the group', async () => rig.agent(dest).output(),
+        (o) => o.includes(`arrived on br0 port ${lab.addresses.ports[dest]}; forwarding ${group}`), 5000, 20);
       // The router asks within QUERY_INTERVAL_SEC; the VM answers within the response interval.
       if (dest === 'A') {
         await pollUntil('proxy join released after the VM reported', async () => rig.state(dest)?.proxyJoins.length ?? -1, (n) => n === 0,
@@ -130,7 +133,7 @@ describeLab('vmm-mcastd: a migration to another network keeps the multicast stre
       const group = prepared.groups[0].address;
       await lab.switchover({ to: 'B', pauseMs: PAUSE_MS });
       await pollUntil('VM port given the group', async () => rig.state('B')?.portEntries.length ?? 0, (n) => n === 1, 5000, 50);
-      expect(rig.state('relay')?.relaySubscribers).toHaveLength(1);
+      await pollUntil('relay subscriber', async () => rig.state('relay')?.relaySubscribers?.length ?? 0, (n) => n === 1, 5000, 50);
       await rig.kill('B');
       // The kernel drops a dead process's memberships; the MDB entry and the relay outlive it.
       expect(await rig.hostGroups('B')).not.toContain(group);
