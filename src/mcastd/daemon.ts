@@ -8,7 +8,7 @@ import { BridgeHost } from './bridge-ports';
 import type { McastdConfig } from './config';
 import { resolvePeer } from './config';
 import { Resenders, StreamWatches, type AgentContext, type Signalling } from './context';
-import { ControlServer, type ControlRequest } from './control';
+import { ControlClient, ControlServer, type ControlRequest } from './control';
 import { DestinationRole } from './destination';
 import { ProxyJoins } from './proxy-joins';
 import { RelayClient } from './relay-client';
@@ -35,6 +35,10 @@ export class Mcastd {
   ) {}
 
   static async start(config: McastdConfig, log: CollectorLog): Promise<Mcastd> {
+    // Before anything is read or undone: a second daemon must not take the first one's state for a dead one's.
+    if (await ControlClient.reachable(config.controlSocket)) {
+      throw new Error(`${config.controlSocket}: another vmm-mcastd is running (stop it, or give this one its own control-socket and state-file)`);
+    }
     const key = await loadKeyFile(config.keyFile);
     const state: McastdState = emptyState();
     const stateFile = new StateFile(config.stateFile, () => state, log);
