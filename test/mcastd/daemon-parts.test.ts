@@ -10,6 +10,7 @@ import { ConfigError, parseMcastdArgs, resolvePeer, DEFAULT_PORT } from '../../s
 import { ControlClient, ControlServer } from '../../src/mcastd/control';
 import { canonicalGroup, isLinkLocalGroup } from '../../src/mcastd/groups';
 import { tapMacOf } from '../../src/mcastd/bridge-ports';
+import { describeUnless, needsRoot } from '../harness/prereq';
 import { emptyState, parseLeftBehind, serializeState, StateFile } from '../../src/mcastd/state-file';
 
 let dir: string;
@@ -150,9 +151,10 @@ describe('control socket', () => {
     }
     await expect(ControlClient.request(socket, { cmd: 'status' })).rejects.toThrow(/cannot reach vmm-mcastd .* is it running/);
   });
+});
 
-  const asRoot = process.getuid?.() === 0 ? test : test.skip;
-  asRoot('a peer that is neither root nor the daemon\'s user is refused, with one log line', async () => {
+describeUnless(needsRoot('setpriv to another uid'))('control socket, another user', () => {
+  test('a peer that is neither root nor the daemon\'s user is refused, with one log line', async () => {
     const socket = path.join(dir, 'control.sock');
     const logged: string[] = [];
     const server = new ControlServer(socket, async () => 'secret', (_l, m) => logged.push(m));
