@@ -7,6 +7,7 @@
 // reaches the agent at once and the main thread never blocks.
 import koffi from 'koffi';
 import type { KoffiFunc } from 'koffi';
+import { whileReadable } from './readable-fd';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -18,7 +19,6 @@ const SO_RCVBUF = 8;
 const SOL_NETLINK = 270;
 const NETLINK_ADD_MEMBERSHIP = 1;
 const MSG_DONTWAIT = 0x40;
-const POLLIN = 0x1;
 const EINTR = 4;
 const EAGAIN = 11;
 
@@ -35,7 +35,6 @@ interface Libc {
   sendto: KoffiFunc<(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number) => number>;
   recv: KoffiFunc<(fd: number, buf: Buffer, len: number, flags: number) => number>;
   setsockopt: KoffiFunc<(fd: number, level: number, name: number, value: Buffer, len: number) => number>;
-  poll: KoffiFunc<(fds: Buffer, nfds: number, timeoutMs: number) => number>;
   close: KoffiFunc<(fd: number) => number>;
 }
 
@@ -50,7 +49,6 @@ function api(): Libc {
     sendto: lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)'),
     recv: lib.func('intptr_t recv(int, void *, size_t, int)'),
     setsockopt: lib.func('int setsockopt(int, int, int, const void *, uint32_t)'),
-    poll: lib.func('int poll(void *, uint64_t, int)'),
     close: lib.func('int close(int)'),
   };
   return libc;
@@ -181,7 +179,6 @@ export class NetlinkSubscription {
   private static readonly POLL_MS = 500;
   private readonly fd: number;
   private closed = false;
-  private readonly pollFd = Buffer.alloc(8);
   private readonly drainBuf = Buffer.alloc(16 * 1024);
   private readonly loop: Promise<void>;
 
@@ -195,8 +192,6 @@ export class NetlinkSubscription {
       api().close(this.fd);
       throw err;
     }
-    this.pollFd.writeInt32LE(this.fd, 0);
-    this.pollFd.writeInt16LE(POLLIN, 4);
     this.loop = this.run();
   }
 
@@ -210,23 +205,12 @@ export class NetlinkSubscription {
   }
 
   private async watch(): Promise<void> {
-    let failures = 0;
-    while (!this.closed) {
-      const ready = await new Promise<number>((resolve) => {
-        this.pollFd.writeInt16LE(0, 6);
-        api().poll.async(this.pollFd, 1, NetlinkSubscription.POLL_MS, (err: unknown, n: number) => resolve(err ? -1 : n));
-      });
-      if (this.closed) return;
-      if (ready < 0) {
-        // poll() fails only on a signal or a broken fd; give up after a few in a row.
-        if (++failures >= 5) {
-          this.onFailure(new NetlinkError('poll on the rtnetlink subscription', 0));
-          return;
-        }
-        continue;
-      }
-      failures = 0;
-      if (ready > 0 && this.drain()) this.onMessage();
+    try {
+      await whileReadable(this.fd, NetlinkSubscription.POLL_MS, () => this.closed, () => {
+        if (this.drain()) this.onMessage();
+      }, () => new NetlinkError('poll on the rtnetlink subscription', 0));
+    } catch (err) {
+      this.onFailure(err as Error);
     }
   }
 

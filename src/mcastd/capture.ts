@@ -18,6 +18,7 @@ import koffi from 'koffi';
 import type { KoffiFunc } from 'koffi';
 import * as net from 'node:net';
 import type { CollectorLog } from '../collectors/paths';
+import { whileReadable } from '../collectors/readable-fd';
 
 const AF_PACKET = 17;
 const SOCK_DGRAM = 2;
@@ -33,7 +34,6 @@ const SOL_PACKET = 263;
 const PACKET_STATISTICS = 6;
 const PACKET_OUTGOING = 4;
 const MSG_DONTWAIT = 0x40;
-const POLLIN = 0x1;
 const EINTR = 4;
 const EAGAIN = 11;
 const EPERM = 1;
@@ -49,7 +49,6 @@ interface Libc {
   recvfrom: KoffiFunc<(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: Buffer) => number>;
   setsockopt: KoffiFunc<(fd: number, level: number, name: number, value: Buffer, len: number) => number>;
   getsockopt: KoffiFunc<(fd: number, level: number, name: number, value: Buffer, len: Buffer) => number>;
-  poll: KoffiFunc<(fds: Buffer, nfds: number, timeoutMs: number) => number>;
   close: KoffiFunc<(fd: number) => number>;
   ifNameToIndex: KoffiFunc<(name: string) => number>;
 }
@@ -65,7 +64,6 @@ function api(): Libc {
     recvfrom: lib.func('intptr_t recvfrom(int, void *, size_t, int, void *, void *)'),
     setsockopt: lib.func('int setsockopt(int, int, int, const void *, uint32_t)'),
     getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)'),
-    poll: lib.func('int poll(void *, uint64_t, int)'),
     close: lib.func('int close(int)'),
     ifNameToIndex: lib.func('unsigned int if_nametoindex(const char *)'),
   };
@@ -365,7 +363,6 @@ export class MulticastCapture {
   private readonly onFailure: (err: Error) => void;
   private readonly v4 = new Map<number, string>();
   private readonly v6 = new Map<string, string>();
-  private readonly pollFd = Buffer.alloc(8);
   private readonly packet = Buffer.alloc(RECEIVE_BUFFER_SIZE);
   private readonly from = Buffer.alloc(SOCKADDR_LL_SIZE);
   private readonly fromLength = Buffer.alloc(4);
@@ -387,8 +384,6 @@ export class MulticastCapture {
     this.onFailure = options.onFailure ?? ((err) => this.log('error', `capture on ${iface} stopped: ${err.message}`));
     this.ifindex = interfaceIndex(iface);
     this.fd = openPacketSocket(this.ifindex, iface, options.receiveBufferBytes ?? 4 << 20, this.log);
-    this.pollFd.writeInt32LE(this.fd, 0);
-    this.pollFd.writeInt16LE(POLLIN, 4);
     this.loop = this.run();
   }
 
@@ -434,23 +429,11 @@ export class MulticastCapture {
   }
 
   private async watch(): Promise<void> {
-    let failures = 0;
-    while (!this.closed) {
-      const ready = await new Promise<number>((resolve) => {
-        this.pollFd.writeInt16LE(0, 6);
-        api().poll.async(this.pollFd, 1, this.pollMs, (err: unknown, n: number) => resolve(err ? -1 : n));
-      });
-      if (this.closed) return;
-      if (ready < 0) {
-        // poll() fails only on a signal or a broken fd; give up after a few in a row.
-        if (++failures >= 5) throw new CaptureError(`poll on the packet socket of ${this.iface}`, 0);
-        continue;
-      }
-      failures = 0;
-      if (ready > 0 && this.drain() > 0 && this.coalesceMs > 0) {
+    await whileReadable(this.fd, this.pollMs, () => this.closed, async () => {
+      if (this.drain() > 0 && this.coalesceMs > 0) {
         await new Promise((resolve) => setTimeout(resolve, this.coalesceMs));
       }
-    }
+    }, () => new CaptureError(`poll on the packet socket of ${this.iface}`, 0));
   }
 
   /** Reads up to BATCH packets without waiting (what is left wakes the next poll() at once); returns how many. */

@@ -23,6 +23,17 @@ export function multicastInterfaceFor(group: string, iface: string): string {
   return address;
 }
 
+/** Binds `socket` to a port the kernel picks; rejects with the bind error. */
+export function bindEphemeral(socket: dgram.Socket): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 export class GroupMembership {
   private left = false;
 
@@ -36,13 +47,7 @@ export class GroupMembership {
     // Whatever reaches this socket's ephemeral port is not ours to read.
     socket.on('message', () => undefined);
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind(0, () => {
-          socket.off('error', reject);
-          resolve();
-        });
-      });
+      await bindEphemeral(socket);
       socket.addMembership(canonical, via);
     } catch (err) {
       socket.close();

@@ -11,7 +11,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import type { CollectorLog } from '../collectors/paths';
 import { canonicalGroup, CapturedDatagram, MulticastCapture } from './capture';
-import { GroupMembership, ipv4AddressOf } from './membership';
+import { bindEphemeral, GroupMembership, ipv4AddressOf } from './membership';
 
 export type RelayedDatagramHandler = (group: string, port: number, payload: Buffer) => void;
 
@@ -163,13 +163,7 @@ export class Resender {
 async function linkLocalSender(type: 'udp4' | 'udp6', via: string): Promise<dgram.Socket> {
   const socket = dgram.createSocket({ type });
   try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(0, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
+    await bindEphemeral(socket);
     socket.setMulticastInterface(via);
     socket.setMulticastTTL(1);
     socket.setMulticastLoopback(false);
