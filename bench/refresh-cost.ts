@@ -3,8 +3,12 @@
 // own debug line per refresh gives the CPU of the whole process (every
 // thread: the libuv pool runs the libvirt calls, in-process drivers included)
 // and the libvirt calls it made, by function. Steady = median of
-// STEADY_REFRESHES after WARM_REFRESHES; nothing else happens meanwhile, so
-// these are refreshes with no event to handle.
+// STEADY_REFRESHES after at least WARM_REFRESHES and WARM_SECONDS of
+// refreshing: V8 keeps compiling hot functions on its own threads for tens of
+// seconds (a perf profile of a 50-VM agent showed a fifth of its CPU in the
+// optimising compiler between its 6th and 18th refresh), which is start-up
+// cost, not a refresh's. Nothing else happens meanwhile, so these are
+// refreshes with no event to handle.
 //
 // Paths, for each size of BENCH_VMS (default 100,1000,10000):
 //   - the test driver in the agent's process (test:///fixture.xml): its bulk
@@ -12,8 +16,9 @@
 //   - the same fixture behind a private libvirtd (every call an RPC, as
 //     against qemu:///system);
 // and, where QEMU is installed, a real QEMU host: BENCH_QEMU_VMS (default
-// 50) small TCG guests under a private qemu:///session daemon
-// (qemu-host-lab.ts), whose bulk stats carry every group.
+// 10,50) small TCG guests under a private qemu:///session daemon
+// (qemu-host-lab.ts), whose bulk stats carry every group; two sizes give the
+// cost of one more VM apart from what a refresh costs with none.
 // The machine speed probe is taken before each path: every CPU figure scales
 // with it.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
@@ -29,9 +34,10 @@ import { median } from './vm-walk-report';
 
 // BENCH_VMS= (empty): the QEMU host alone.
 const SIZES = (process.env.BENCH_VMS ?? '100,1000,10000').split(',').filter((v) => v.trim() !== '').map(Number);
-const QEMU_VMS = Number(process.env.BENCH_QEMU_VMS ?? 50);
+const QEMU_VMS = (process.env.BENCH_QEMU_VMS ?? '10,50').split(',').filter((v) => v.trim() !== '').map(Number);
 const WARM_REFRESHES = 3;
-const STEADY_REFRESHES = 5;
+const WARM_SECONDS = 30;
+const STEADY_REFRESHES = 9;
 const OUT_FILE = path.resolve(__dirname, '../../.bench-out/refresh-cost.txt');
 
 const progress = (msg: string): void => void process.stderr.write(`${msg}\n`);
@@ -53,16 +59,39 @@ async function measure(snmpd: SnmpdInstance, label: string, libvirtUri: string, 
     libvirtUri, stateDir: mkdtempSync(path.join(workDir, 'state-')), refreshSeconds: 1, readyTimeoutMs: 60_000 + vms * 30,
   });
   try {
-    const all = await agent.waitForRefreshes(1 + WARM_REFRESHES + STEADY_REFRESHES, timeoutMs);
-    const steady = all.slice(1 + WARM_REFRESHES, 1 + WARM_REFRESHES + STEADY_REFRESHES);
+    const warmFrom = Date.now();
+    await agent.waitForRefreshes(1 + WARM_REFRESHES, timeoutMs);
+    const rest = WARM_SECONDS * 1000 - (Date.now() - warmFrom);
+    if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest));
+    const warm = agent.refreshes().length;
+    const all = await agent.waitForRefreshes(warm + STEADY_REFRESHES, timeoutMs);
+    const steady = all.slice(warm, warm + STEADY_REFRESHES);
     return { label, vms, probeMs, cold: all[0], steady };
   } finally {
     await agent.stop();
   }
 }
 
+const QEMU_LABEL = 'QEMU host (qemu:///session, TCG guests)';
+
+const steadyCpu = (r: PathResult): number => median(r.steady.map((s) => s.cpuMs));
+
+/** What one more QEMU guest costs a refresh: the slope between the smallest and largest host measured. */
+function marginalQemuCost(results: PathResult[]): string[] {
+  const qemu = results.filter((r) => r.label === QEMU_LABEL).sort((a, b) => a.vms - b.vms);
+  if (qemu.length < 2) return [];
+  const [small, large] = [qemu[0], qemu[qemu.length - 1]];
+  const perVm = (steadyCpu(large) - steadyCpu(small)) / (large.vms - small.vms);
+  const fixed = steadyCpu(small) - perVm * small.vms;
+  return [
+    `QEMU host, one more VM: ${(perVm * 1000).toFixed(1)} µs CPU per refresh ((${steadyCpu(large).toFixed(1)} - ` +
+      `${steadyCpu(small).toFixed(1)}) ms / ${large.vms - small.vms} VMs); with none, about ${fixed.toFixed(1)} ms ` +
+      '(the host collectors, the scalars, the bulk call itself)',
+  ];
+}
+
 function formatResult(r: PathResult): string {
-  const cpu = median(r.steady.map((s) => s.cpuMs));
+  const cpu = steadyCpu(r);
   const calls = median(r.steady.map((s) => s.libvirtCalls ?? NaN));
   const wall = median(r.steady.map((s) => s.wallMs));
   // The profile of the median refresh by CPU.
@@ -95,18 +124,19 @@ async function main(): Promise<void> {
       if (libvirtd) results.push(await measure(snmpd, 'test driver via libvirtd', libvirtd.uriFor(fixture), vms, workDir));
       rmSync(fixture, { force: true });
     }
-    const missing = QEMU_VMS > 0 ? qemuHostMissing() : 'BENCH_QEMU_VMS=0';
+    const missing = QEMU_VMS.length > 0 ? qemuHostMissing() : 'BENCH_QEMU_VMS= (none)';
     if (missing !== null) {
       progress(`no real QEMU host: ${missing}`);
     } else {
-      const qemuDir = path.join(workDir, 'qemu');
-      mkdirSync(qemuDir);
-      progress(`[QEMU host] starting ${QEMU_VMS} TCG guests`);
-      const lab = await startQemuHost({ vms: QEMU_VMS, workDir: qemuDir, log: progress });
-      try {
-        results.push(await measure(snmpd, 'QEMU host (qemu:///session, TCG guests)', lab.uri, lab.vms, workDir));
-      } finally {
-        await lab.stop();
+      for (const vms of QEMU_VMS) {
+        const qemuDir = mkdtempSync(path.join(workDir, 'qemu-'));
+        progress(`[QEMU host] starting ${vms} TCG guests`);
+        const lab = await startQemuHost({ vms, workDir: qemuDir, log: progress });
+        try {
+          results.push(await measure(snmpd, QEMU_LABEL, lab.uri, lab.vms, workDir));
+        } finally {
+          await lab.stop();
+        }
       }
     }
   } finally {
@@ -115,13 +145,15 @@ async function main(): Promise<void> {
     rmSync(workDir, { recursive: true, force: true });
   }
   const text = [
-    `command: npm run bench:refresh (node dist/bench/refresh-cost.js), BENCH_VMS=${SIZES.join(',')} BENCH_QEMU_VMS=${QEMU_VMS}`,
+    `command: npm run bench:refresh (node dist/bench/refresh-cost.js), BENCH_VMS=${SIZES.join(',')} BENCH_QEMU_VMS=${QEMU_VMS.join(',')}`,
     `host: ${os.cpus().length} CPUs, node ${process.version}, ${new Date().toISOString()}, took ${((Date.now() - started) / 1000).toFixed(0)} s; ` +
       `agent through bin/vmm-agentx: ${launcherSettings()}`,
-    `plan: refresh 1 s; steady = median of ${STEADY_REFRESHES} refreshes after ${WARM_REFRESHES} warm-up ones; CPU of the whole agent process; ` +
+    `plan: refresh 1 s; steady = median of ${STEADY_REFRESHES} refreshes after ${WARM_REFRESHES} warm-up ones and ` +
+      `${WARM_SECONDS} s; CPU of the whole agent process; ` +
       'probe = CPU ms of a fixed arithmetic loop just before (figures scale with it)',
     '',
     ...results.map(formatResult),
+    ...marginalQemuCost(results),
     '',
   ].join('\n');
   mkdirSync(path.dirname(OUT_FILE), { recursive: true });

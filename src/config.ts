@@ -21,6 +21,11 @@ export interface Config {
    * event says it changed; 0 for never.
    */
   libvirtResyncSeconds: number;
+  /**
+   * Seconds between two looks at a running domain's job when no event or
+   * state change suggests one started; 0 for every refresh.
+   */
+  libvirtJobPollSeconds: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   perVmNotifications: boolean;
   bulkNotifications: boolean;
@@ -50,6 +55,9 @@ export const DEFAULTS: Config = {
   // once. A few minutes bounds what an event libvirt never sends (autostart
   // has none) leaves stale, at the cost of one full read per interval.
   libvirtResyncSeconds: 300,
+  // A migration announces itself by its first iteration event; this catches
+  // the jobs that send none (a migration failing before it moves memory).
+  libvirtJobPollSeconds: 30,
   logLevel: 'info',
   perVmNotifications: true,
   bulkNotifications: false,
@@ -82,6 +90,7 @@ const SETTINGS: Record<string, Setter> = {
   'libvirt-grace': num('libvirtGraceSeconds', 0, 86400),
   'domain-timeout': num('domainTimeoutSeconds', 0.1, 600),
   'libvirt-resync': num('libvirtResyncSeconds', 0, 86400),
+  'libvirt-job-poll': num('libvirtJobPollSeconds', 0, 86400),
   'log-level': (c, v, where) => {
     if (!['error', 'warn', 'info', 'debug'].includes(v)) throw new ConfigError(`${where}: log level "${v}" is not error, warn, info or debug`);
     c.logLevel = v as Config['logLevel'];
@@ -112,7 +121,8 @@ export const USAGE = `usage: vmm-agentx [--config FILE] [--libvirt-uri URI] [--a
   --log-level LEVEL    error, warn, info (default) or debug
   --dump               print every instance as "OID = TYPE: value" from one snapshot and exit
   --check              check the configuration and libvirt, print a summary and exit
-Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, libvirt-resync, notifications-per-vm,
+Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, libvirt-resync, libvirt-job-poll,
+notifications-per-vm,
 notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file, mcast-agent-state.`;
 
 export interface ParsedArgs {

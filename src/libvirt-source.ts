@@ -18,6 +18,7 @@ export class LibvirtDomainSource implements DomainSource {
     const collector = new LibvirtCollector({
       domainTimeoutMs: config.domainTimeoutSeconds * 1000,
       resyncMs: config.libvirtResyncSeconds * 1000,
+      jobPollMs: config.libvirtJobPollSeconds * 1000,
       log,
     });
     await collector.open(config.libvirtUri, { readOnly: !config.libvirtReadWrite });

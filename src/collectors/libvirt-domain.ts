@@ -7,8 +7,8 @@
 // The configuration is read in full only when the caller has no previous
 // record to go on (a new domain, an event named it, a resync). Otherwise it
 // comes from the previous record and the cached XML facts, and only what
-// changes between two refreshes is asked for: counters, state and the
-// current job.
+// changes between two refreshes is asked for: counters and state, and the
+// current job when one may run (jobMayRun) or its turn has come.
 //
 // The XML, state and info calls are essential: if one fails the domain has
 // no record this refresh (the caller keeps its previous one, or drops it if
@@ -76,6 +76,28 @@ export interface DomainQueryContext {
   xmlCache: Map<string, { digest: string; facts: DomainXmlFacts }>;
   /** Reports a non-essential failure (the collector logs each distinct one once). */
   minorFailure(uuid: string, what: string, err: unknown): void;
+  /** When a steady domain's job is asked although nothing suggests one runs (see jobMayRun). */
+  jobs: JobSchedule;
+}
+
+/** The safety net under jobMayRun: each domain's job is asked at least this often. */
+export interface JobSchedule {
+  /** True when `uuid`'s job was last asked long enough ago, or always where no event announces a migration. */
+  due(uuid: string): boolean;
+  /** The job of `uuid` was asked just now. */
+  asked(uuid: string): void;
+}
+
+/**
+ * Whether a steady domain's job should be asked this refresh without its
+ * turn: a job was running at the last look (or the look failed), or the
+ * state changed (a migration's switchover pauses the domain, post-copy
+ * changes the reason, a save or dump pauses it). A migration's start shows
+ * as its first migration-iteration event, which makes the refresh read the
+ * domain in full (the collector marks it stale).
+ */
+export function jobMayRun(previous: DomainRecord, state: number, reason: number): boolean {
+  return previous.jobType !== 0 || state !== previous.state || reason !== previous.reason;
 }
 
 /** Errors after which no further call on this domain can succeed this refresh. */
@@ -153,10 +175,20 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     affinity: affinityOf(v.number),
   }));
 
-  // Asked every refresh of a running domain: a job starts with no event of
-  // its own (a migration that fails before moving memory sends none at all),
-  // and no bulk stats group reports it.
-  const job = ctx.support.jobStats === 'no' && ctx.support.jobInfo === 'no' ? null : await queryJob(t, active, ctx);
+  // No bulk stats group reports a job, and a job has no start event of its
+  // own: a migration announces itself by its first iteration event, but one
+  // that fails before moving memory sends none at all. So the job is asked
+  // when the domain is read in full, when something suggests one runs, and
+  // otherwise at the domain's turn (ctx.jobs).
+  let job: JobState | null = null;
+  if (!(ctx.support.jobStats === 'no' && ctx.support.jobInfo === 'no')) {
+    if (steady === null || !active || jobMayRun(steady, state, reason) || ctx.jobs.due(t.uuid)) {
+      job = await queryJob(t, active, ctx);
+      if (active) ctx.jobs.asked(t.uuid);
+    } else {
+      job = { type: 0, operation: null }; // none at the last look, as jobMayRun found
+    }
+  }
   const blockIndex = bulkBlockIndex(t.stats);
   // Sized up front: an array grown by push() keeps room for 17 (~120 bytes a domain).
   const disks = new Array<DiskRecord>(facts.disks.length);

@@ -14,8 +14,8 @@
 // errors.ts.
 //
 // Cost: a steady refresh reads only what changes: one bulk stats call, and
-// per domain only what the driver's bulk stats lack (counters, a running
-// job). A domain's configuration (XML, pinning, autostart, persistence,
+// per domain only what the driver's bulk stats lack (counters, and the job
+// where one may run or the domain's turn has come: job-schedule.ts). A domain's configuration (XML, pinning, autostart, persistence,
 // managed save) is read again only when an event says it may have changed,
 // after a reconnect, when its id changed, and at the resync
 // (options.resyncMs), a full read of every domain that logs whatever changed
@@ -57,6 +57,7 @@ import {
   type DomainTarget,
   type DriverSupport,
 } from './libvirt-domain';
+import { JobPollSchedule } from './job-schedule';
 import { LastGoodRecords } from './last-good';
 import { forEachLimited } from './limited';
 
@@ -80,6 +81,12 @@ export interface LibvirtCollectorOptions {
   queryDomain?: typeof queryDomain;
   /** Every domain's configuration is read again this often, in ms; 0: never. Default 300000. */
   resyncMs?: number;
+  /**
+   * A running domain's job is asked at least this often, in ms, when nothing
+   * suggests one runs (libvirt-domain.ts, jobMayRun); 0: every refresh.
+   * Default 30000.
+   */
+  jobPollMs?: number;
   clock?: () => number;
 }
 
@@ -130,6 +137,7 @@ export class LibvirtCollector {
   private readonly resyncMs: number;
   private nextResyncAt = 0;
   private readonly clock: () => number;
+  private readonly jobs: JobPollSchedule;
 
   constructor(private readonly options: LibvirtCollectorOptions = {}) {
     this.domainTimeoutMs = options.domainTimeoutMs ?? 2000;
@@ -142,6 +150,10 @@ export class LibvirtCollector {
     });
     this.resyncMs = options.resyncMs ?? 300_000;
     this.clock = options.clock ?? Date.now;
+    this.jobs = new JobPollSchedule(options.jobPollMs ?? 30_000, this.clock, () => {
+      const conn = this.connection.current;
+      return conn !== null && this.connection.events.announcesMigrations(conn);
+    });
     // Marked before any listener of the agent's runs (these subscribe first),
     // so the refresh an event triggers reads the domain's configuration.
     const markStale = (uuid: string): void => void this.stale.add(uuid);
@@ -338,6 +350,7 @@ export class LibvirtCollector {
         bulk,
         support: driver,
         xmlCache: this.xmlCache,
+        jobs: this.jobs,
         minorFailure: (uuid, what, err) =>
           this.logOnce(`${uuid}:${what}`, 'debug', `domain ${uuid}: ${what} unavailable: ${errorText(err)}`),
       };
@@ -522,6 +535,7 @@ export class LibvirtCollector {
     this.lastGood.delete(uuid);
     this.xmlCache.delete(uuid);
     this.stale.delete(uuid);
+    this.jobs.forget(uuid);
     for (const key of [...this.logged.keys()]) if (key.startsWith(`${uuid}:`)) this.logged.delete(key);
   }
 

@@ -141,6 +141,14 @@ export class DomainEvents {
     }
   }
 
+  /**
+   * Whether libvirt tells this connection of each pass of an outgoing
+   * migration (QEMU sends the first as the migration starts).
+   */
+  announcesMigrations(conn: ConnectPtr): boolean {
+    return (this.registrations.get(conn)?.migrationIterationId ?? null) !== null;
+  }
+
   /** Deregisters from a connection (errors ignored: the connection may already be dead). */
   async unsubscribe(conn: ConnectPtr): Promise<void> {
     const reg = this.registrations.get(conn);

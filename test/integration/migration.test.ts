@@ -3,9 +3,11 @@
 // migration-lab.ts) move the churn guest (a TCG guest that keeps dirtying
 // memory), one vmm-agentx watches each daemon through its own snmpd, and each
 // snmpd sends its notifications to its own snmptrapd. In order: an aborted
-// migration (cancelled), one whose destination cannot be reached (failed),
-// and one held in progress, then released, that completes — its figures
-// compared with `virsh domjobinfo --completed`.
+// migration (cancelled), seen through libvirt's events alone (the source
+// agent's own look at jobs comes once an hour); one whose destination cannot
+// be reached (failed), which sends no event and is seen by an agent that
+// looks at jobs every second; and one held in progress, then released, that
+// completes — its figures compared with `virsh domjobinfo --completed`.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AgentProcess, requireBuiltCli, startAgent } from '../harness/agent';
@@ -70,6 +72,13 @@ describeWithLab('VMM-AGENTX-MIB through a real live migration (two session libvi
   }
 
   /** The vmIndex of the guest in this side's vmTable, once it is there. */
+  /** `--config FILE` args for an agent whose configuration file holds `lines`. */
+  function configArgs(name: string, lines: string): string[] {
+    const file = path.join(lab.labDir, `${name}.conf`);
+    fs.writeFileSync(file, `${lines}\n`);
+    return ['--config', file];
+  }
+
   async function vmIndexOf(side: Side, timeoutMs = 20_000): Promise<number> {
     const { value: index } = await pollUntil(`${lab.guestName} in the ${side} agent's vmTable`, async () => {
       const names = await snmpwalk(w[side].snmpd, `${VM_MIB}.1.4.1.2`);
@@ -98,7 +107,9 @@ describeWithLab('VMM-AGENTX-MIB through a real live migration (two session libvi
       const traps = await startSnmptrapd();
       const snmpd = await startSnmpd({ trapSink: { port: traps.port } });
       const stateDir = fs.mkdtempSync(path.join(lab.labDir, `agent-${side}-`));
-      const agent = await startAgent(snmpd, { libvirtUri: lab.uris[side], refreshSeconds: 1, stateDir });
+      // The source agent looks at a job unprompted once an hour: a migration it sees, it saw by its events.
+      const extraArgs = side === 'src' ? configArgs('src-events-only', 'libvirt-job-poll 3600') : [];
+      const agent = await startAgent(snmpd, { libvirtUri: lab.uris[side], refreshSeconds: 1, stateDir, extraArgs });
       w[side] = { snmpd, traps, agent };
     }
     report(`lab up in ${lab.timings.totalMs} ms`);
@@ -124,7 +135,13 @@ describeWithLab('VMM-AGENTX-MIB through a real live migration (two session libvi
     await new Promise((resolve) => setTimeout(resolve, 3000));
     idleCpuPerSecond = (cpuMs(w.src.agent.proc.pid) - idleFrom) / ((Date.now() - idleT0) / 1000);
     const mark = w.src.traps.traps().length;
+    const t0 = Date.now();
     const run = await lab.migrate({ bandwidth: 40 });
+    // Its first iteration event, sent as the migration starts, is what shows it.
+    await pollUntil('the source agent to show the job', () => value('src', mig(C.jobState, vm)), (v) => v === JOB.active, 20_000, 50);
+    const seenMs = Date.now() - t0;
+    report(`the source agent showed the migration active ${seenMs} ms after virsh migrate was started`);
+    expect(seenMs).toBeLessThan(10_000);
     // The agent's own samples show the job moving memory before it is aborted.
     await pollUntil('the source agent to show data moving', () => value('src', mig(C.dataProcessed, vm)),
       (v) => Number(v) > 0, 20_000, 100);
@@ -147,6 +164,12 @@ describeWithLab('VMM-AGENTX-MIB through a real live migration (two session libvi
   }, 120_000);
 
   test('a migration whose destination cannot be reached reads failed, with vmmMigrationFailed', async () => {
+    // No event comes of this job: an agent sees it only by looking at jobs, here every second.
+    const stateDir = w.src.agent.stateDir;
+    await w.src.agent.stop();
+    w.src.agent = await startAgent(w.src.snmpd, {
+      libvirtUri: lab.uris.src, refreshSeconds: 1, stateDir, extraArgs: configArgs('src-job-poll', 'libvirt-job-poll 1'),
+    });
     const vm = await vmIndexOf('src');
     const mark = w.src.traps.traps().length;
     const run = await lab.migrateWithPortTaken({ bandwidth: 40 });

@@ -14,9 +14,11 @@ describe('configuration', () => {
   test('the config file uses the flag names; flags override it', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-conf-'));
     const file = path.join(dir, 'c.conf');
-    await fs.writeFile(file, '# comment\nrefresh = 10\nstate-dir /tmp/s  # trailing\nnotifications-bulk yes\nlibvirt-grace=3\n');
+    await fs.writeFile(file, '# comment\nrefresh = 10\nstate-dir /tmp/s  # trailing\nnotifications-bulk yes\nlibvirt-grace=3\nlibvirt-job-poll 0\n');
     const c = parseArgs(['--config', file, '--refresh', '7'], {}).config;
-    expect([c.refreshSeconds, c.stateDir, c.bulkNotifications, c.libvirtGraceSeconds]).toEqual([7, '/tmp/s', true, 3]);
+    expect([c.refreshSeconds, c.stateDir, c.bulkNotifications, c.libvirtGraceSeconds, c.libvirtJobPollSeconds])
+      .toEqual([7, '/tmp/s', true, 3, 0]);
+    expect(DEFAULTS.libvirtJobPollSeconds).toBe(30);
     await fs.rm(dir, { recursive: true, force: true });
   });
 
