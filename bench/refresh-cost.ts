@@ -19,8 +19,14 @@
 // 10,50) small TCG guests under a private qemu:///session daemon
 // (qemu-host-lab.ts), whose bulk stats carry every group; two sizes give the
 // cost of one more VM apart from what a refresh costs with none.
+// and, as root, the host side alone: no VM, and BENCH_TAPS (default 1000) tap
+// interfaces on a bridge in a network namespace of the bench's own, as a
+// hypervisor has a tap per VM NIC (the agent runs in that namespace, `ip
+// netns exec`, and reads its /sys/class/net); beside the same namespace with
+// no tap, it gives what one more tap costs a refresh.
 // The machine speed probe is taken before each path: every CPU figure scales
 // with it.
+import { execFileSync } from 'child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -34,6 +40,7 @@ import { median } from './vm-walk-report';
 
 // BENCH_VMS= (empty): the QEMU host alone.
 const SIZES = (process.env.BENCH_VMS ?? '100,1000,10000').split(',').filter((v) => v.trim() !== '').map(Number);
+const TAPS = Number(process.env.BENCH_TAPS ?? 1000);
 const QEMU_VMS = (process.env.BENCH_QEMU_VMS ?? '10,50').split(',').filter((v) => v.trim() !== '').map(Number);
 const WARM_REFRESHES = 3;
 const WARM_SECONDS = 30;
@@ -50,13 +57,16 @@ interface PathResult {
   steady: RefreshSample[];
 }
 
-async function measure(snmpd: SnmpdInstance, label: string, libvirtUri: string, vms: number, workDir: string): Promise<PathResult> {
+async function measure(
+  snmpd: SnmpdInstance, label: string, libvirtUri: string, vms: number, workDir: string, commandPrefix?: string[],
+): Promise<PathResult> {
   progress(`[${label}, ${vms} VMs] speed probe, then the agent at refresh 1 s`);
   const probeMs = speedProbe();
   // Generous: a 10,000-VM refresh via libvirtd took over 20 s before refreshes were cut down.
   const timeoutMs = 120_000 + vms * 30 * (1 + WARM_REFRESHES + STEADY_REFRESHES);
   const agent = await startVmAgent(snmpd, {
     libvirtUri, stateDir: mkdtempSync(path.join(workDir, 'state-')), refreshSeconds: 1, readyTimeoutMs: 60_000 + vms * 30,
+    commandPrefix,
   });
   try {
     const warmFrom = Date.now();
@@ -73,6 +83,35 @@ async function measure(snmpd: SnmpdInstance, label: string, libvirtUri: string, 
 }
 
 const QEMU_LABEL = 'QEMU host (qemu:///session, TCG guests)';
+const TAPS_LABEL = 'no VM, taps on a bridge (network namespace)';
+
+/** The agent on an empty test driver in a namespace of its own, with no tap, then with TAPS taps on a bridge. */
+async function measureTaps(snmpd: SnmpdInstance, workDir: string): Promise<PathResult[]> {
+  const ns = `vmm-bench-taps-${process.pid}`;
+  const fixture = path.join(workDir, 'host-0.xml');
+  writeFileSync(fixture, generateNodeXml(0));
+  const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  ip('netns', 'add', ns);
+  try {
+    ip('-n', ns, 'link', 'add', 'br0', 'type', 'bridge');
+    const prefix = ['ip', 'netns', 'exec', ns];
+    const none = await measure(snmpd, `${TAPS_LABEL}: 0 taps`, `test://${fixture}`, 0, workDir, prefix);
+    const batch = path.join(workDir, 'taps.batch');
+    writeFileSync(batch, Array.from({ length: TAPS }, (_, i) => `tuntap add tap${i} mode tap\nlink set tap${i} master br0\n`).join(''));
+    ip('-n', ns, '-batch', batch);
+    const taps = await measure(snmpd, `${TAPS_LABEL}: ${TAPS} taps`, `test://${fixture}`, 0, workDir, prefix);
+    return [none, taps];
+  } finally {
+    ip('netns', 'del', ns);
+  }
+}
+
+function tapCost(results: PathResult[]): string[] {
+  const [none, taps] = [results.find((r) => r.label === `${TAPS_LABEL}: 0 taps`), results.find((r) => r.label === `${TAPS_LABEL}: ${TAPS} taps`)];
+  if (none === undefined || taps === undefined) return [];
+  return [`one more tap: ${(((steadyCpu(taps) - steadyCpu(none)) * 1000) / TAPS).toFixed(1)} µs CPU per refresh ` +
+    `((${steadyCpu(taps).toFixed(1)} - ${steadyCpu(none).toFixed(1)}) ms / ${TAPS} taps)`];
+}
 
 const steadyCpu = (r: PathResult): number => median(r.steady.map((s) => s.cpuMs));
 
@@ -98,7 +137,7 @@ function formatResult(r: PathResult): string {
   const byCpu = [...r.steady].sort((a, b) => a.cpuMs - b.cpuMs)[Math.floor(r.steady.length / 2)];
   return [
     `${r.label}, ${r.vms} VMs (probe ${r.probeMs.toFixed(0)} ms):`,
-    `  steady refresh: ${cpu.toFixed(1)} ms CPU = ${((cpu * 1000) / r.vms).toFixed(1)} µs per VM ` +
+    `  steady refresh: ${cpu.toFixed(1)} ms CPU${r.vms > 0 ? ` = ${((cpu * 1000) / r.vms).toFixed(1)} µs per VM` : ''} ` +
       `(min ${Math.min(...r.steady.map((s) => s.cpuMs)).toFixed(1)}, max ${Math.max(...r.steady.map((s) => s.cpuMs)).toFixed(1)}), ` +
       `wall ${wall.toFixed(1)} ms, ${Number.isNaN(calls) ? '? (not logged)' : calls} libvirt calls`,
     `  first refresh: ${r.cold.cpuMs.toFixed(1)} ms CPU, ${r.cold.wallMs.toFixed(1)} ms wall, ${r.cold.libvirtCalls ?? '?'} libvirt calls`,
@@ -123,6 +162,11 @@ async function main(): Promise<void> {
       results.push(await measure(snmpd, 'test driver in-process', `test://${fixture}`, vms, workDir));
       if (libvirtd) results.push(await measure(snmpd, 'test driver via libvirtd', libvirtd.uriFor(fixture), vms, workDir));
       rmSync(fixture, { force: true });
+    }
+    if (TAPS > 0 && process.getuid?.() === 0) {
+      results.push(...await measureTaps(snmpd, workDir));
+    } else {
+      progress('no tap measurement: BENCH_TAPS=0 or not root (ip netns add)');
     }
     const missing = QEMU_VMS.length > 0 ? qemuHostMissing() : 'BENCH_QEMU_VMS= (none)';
     if (missing !== null) {
@@ -154,6 +198,7 @@ async function main(): Promise<void> {
     '',
     ...results.map(formatResult),
     ...marginalQemuCost(results),
+    ...tapCost(results),
     '',
   ].join('\n');
   mkdirSync(path.dirname(OUT_FILE), { recursive: true });

@@ -51,6 +51,8 @@ export interface VmAgentOptions {
   readyTimeoutMs: number;
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/prof']. */
   nodeFlags?: string[];
+  /** Runs the launcher under this command, e.g. ['ip', 'netns', 'exec', NS] (which execs it: the PID stays the agent's). */
+  commandPrefix?: string[];
 }
 
 const REFRESH_LINE = /refresh: (\d+) VMs, (\d+) instances, ([\d.]+) ms wall, ([\d.]+) ms CPU \([^)]*\)(?:, (\d+) libvirt calls \(([^)]*)\))?/g;
@@ -91,7 +93,9 @@ export function launcherSettings(): string {
 export async function startVmAgent(snmpd: SnmpdInstance, opts: VmAgentOptions): Promise<VmAgent> {
   const t0 = Date.now();
   // As the unit runs it: through the launcher, with its node flags and environment.
-  const proc = await spawnManaged(AGENT_LAUNCHER, [
+  const [command, ...prefixArgs] = [...(opts.commandPrefix ?? []), AGENT_LAUNCHER];
+  const proc = await spawnManaged(command, [
+    ...prefixArgs,
     '--libvirt-uri', opts.libvirtUri,
     '--agentx-socket', snmpd.agentxAddress,
     '--state-dir', opts.stateDir,

@@ -107,6 +107,7 @@ export class SnapshotCollector {
    */
   async watch(onChange: () => void): Promise<void> {
     this.onSourceChange = onChange;
+    this.host.watchLinks();
     try {
       this.mdbWatch = watchBridgeMdb(onChange, (err) => {
         this.log('warn', `bridge multicast changes: ${err.message}; they now show at the next refresh only`);
@@ -121,6 +122,7 @@ export class SnapshotCollector {
   /** Stops watching; the netlink socket closes within half a second, without anyone waiting for it. */
   unwatch(): void {
     this.onSourceChange = null;
+    this.host.unwatchLinks();
     this.mcastAgent.close();
     void this.mdbWatch?.close();
     this.mdbWatch = null;

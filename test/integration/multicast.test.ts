@@ -313,4 +313,21 @@ describeAsRoot('multicast groups per VM, host groups and the mobility agent stat
     expect(median(leaves)).toBeLessThan(1000);
     expect(Math.max(...joins, ...leaves)).toBeLessThan(3000);
   }, 300_000);
+
+  test('a port created again (a new ifIndex) is linked anew: the link change makes the interfaces be read again', async () => {
+    // Steady refreshes reuse the interfaces they read until the kernel reports a link change.
+    const ifIndexCell = `${VM_MIB}.1.8.1.2.${vm.fs}.${nic.fs}`;
+    const before = await ifIndexIn(ns, 'tap-fs0');
+    expect(await get(ifIndexCell)).toBe(String(before));
+    await run('ip', '-n', ns, 'link', 'del', 'tap-fs0');
+    await run('ip', '-n', ns, 'link', 'add', 'tap-fs0', 'type', 'veth', 'peer', 'name', 'wire0', 'netns', peers.fs);
+    await run('ip', '-n', ns, 'link', 'set', 'tap-fs0', 'master', 'br0');
+    await run('ip', '-n', ns, 'link', 'set', 'tap-fs0', 'up');
+    const after = await ifIndexIn(ns, 'tap-fs0');
+    expect(after).not.toBe(before);
+    // An entry on the new port makes a refresh (the refresh interval is 600 s).
+    await run('bridge', '-n', ns, 'mdb', 'add', 'dev', 'br0', 'port', 'tap-fs0', 'grp', '239.9.9.8', 'permanent');
+    await pollUntil('the new ifIndex of tap-fs0', () => get(ifIndexCell), (v) => v === String(after), 5000);
+    await run('bridge', '-n', ns, 'mdb', 'del', 'dev', 'br0', 'port', 'tap-fs0', 'grp', '239.9.9.8');
+  }, 30_000);
 });
