@@ -175,6 +175,8 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     affinity: affinityOf(v.number),
   }));
 
+  // The cached facts' strings when equal, so that the name and UUID are held once, not twice.
+  const uuid = facts.uuid === t.uuid ? facts.uuid : t.uuid;
   // No bulk stats group reports a job, and a job has no start event of its
   // own: a migration announces itself by its first iteration event, but one
   // that fails before moving memory sends none at all. So the job is asked
@@ -182,9 +184,9 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
   // otherwise at the domain's turn (ctx.jobs).
   let job: JobState | null = null;
   if (!(ctx.support.jobStats === 'no' && ctx.support.jobInfo === 'no')) {
-    if (steady === null || !active || jobMayRun(steady, state, reason) || ctx.jobs.due(t.uuid)) {
+    if (steady === null || !active || jobMayRun(steady, state, reason) || ctx.jobs.due(uuid)) {
       job = await queryJob(t, active, ctx);
-      if (active) ctx.jobs.asked(t.uuid);
+      if (active) ctx.jobs.asked(uuid);
     } else {
       job = { type: 0, operation: null }; // none at the last look, as jobMayRun found
     }
@@ -198,8 +200,7 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
   }
 
   return recordFromFacts(facts, {
-    // The cached facts' strings when equal, so that the name and UUID are held once, not twice.
-    uuid: facts.uuid === t.uuid ? facts.uuid : t.uuid,
+    uuid,
     name: facts.name === t.name ? facts.name : t.name,
     id: t.id,
     state,
