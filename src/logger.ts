@@ -15,7 +15,14 @@ export function createLogger(level: string): Logger {
   });
 }
 
-/** Adapts the logger to the (level, message) function the library and collectors take. */
+/**
+ * Adapts the logger to the (level, message) function the library and
+ * collectors take. A message below the logger's level is dropped here:
+ * winston would format it (timestamp, printf) and pass it down its streams
+ * before its transport dropped it, and every refresh logs a few at debug.
+ */
 export function logFunction(logger: Logger, prefix = ''): AgentxLog {
-  return (level, message) => logger.log(level, prefix + message);
+  return (level, message) => {
+    if (logger.isLevelEnabled(level)) logger.log(level, prefix + message);
+  };
 }
