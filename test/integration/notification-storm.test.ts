@@ -95,7 +95,13 @@ describeWithDaemon(`storm guard: ${VMS} VMs starting at once`, () => {
       }
       return seen;
     };
-    await pollUntil(`all ${VMS} VMs named by a notification`, named, (s) => s.size >= VMS, 60_000);
+    try {
+      await pollUntil(`all ${VMS} VMs named by a notification`, named, (s) => s.size >= VMS, 60_000);
+    } catch (err) {
+      // What the agent did meanwhile says whether it refreshed, and what it sent.
+      const tail = agent.log().split('\n').filter((l) => !l.includes(' debug: collector ')).slice(-40).join('\n');
+      throw new Error(`${(err as Error).message}\n${traps.traps().length - before} notifications received; the agent's log ends:\n${tail}`);
+    }
     await sleep(1500); // anything still on its way
 
     const received = traps.traps().slice(before).map((text) => parseVarbindLines(text).find((v) => v.oid === SNMP_TRAP_OID)?.value);
