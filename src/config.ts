@@ -122,8 +122,7 @@ export const USAGE = `usage: vmm-agentx [--config FILE] [--libvirt-uri URI] [--a
   --dump               print every instance as "OID = TYPE: value" from one snapshot and exit
   --check              check the configuration and libvirt, print a summary and exit
 Config-file-only settings: libvirt-readwrite, libvirt-grace, domain-timeout, libvirt-resync, libvirt-job-poll,
-notifications-per-vm,
-notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file, mcast-agent-state.`;
+notifications-per-vm, notifications-bulk, notifications-rate-limit, proc-root, sys-root, mounts-file, mcast-agent-state.`;
 
 export interface ParsedArgs {
   config: Config;

@@ -71,8 +71,8 @@ export async function collectHost(
  * The host's facts as one collector; it keeps its HostCollectorState across
  * refreshes. Once watchLinks() runs, /sys/class/net is read again only after
  * the kernel reports a link change: a hypervisor has a tap per VM NIC, and
- * reading each one's directory every refresh cost ~0.5 ms CPU per tap
- * (1,000 taps on a bridge, no VM: ~500 ms a refresh).
+ * reading each one's directory every refresh was the costliest part of a
+ * refresh on such a host (docs/refresh-cost.md, "Taps").
  */
 export class HostCollector implements Collector<void, HostInfo> {
   readonly name = 'host';

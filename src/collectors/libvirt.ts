@@ -15,7 +15,8 @@
 //
 // Cost: a steady refresh reads only what changes: one bulk stats call, and
 // per domain only what the driver's bulk stats lack (counters, and the job
-// where one may run or the domain's turn has come: job-schedule.ts). A domain's configuration (XML, pinning, autostart, persistence,
+// where one may run or the domain's turn has come: job-schedule.ts). A
+// domain's configuration (XML, pinning, autostart, persistence,
 // managed save) is read again only when an event says it may have changed,
 // after a reconnect, when its id changed, and at the resync
 // (options.resyncMs), a full read of every domain that logs whatever changed
