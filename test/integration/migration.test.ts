@@ -71,7 +71,6 @@ describeWithLab('VMM-AGENTX-MIB through a real live migration (two session libvi
     return (await get(side, [oid])).get(oid)?.value ?? '';
   }
 
-  /** The vmIndex of the guest in this side's vmTable, once it is there. */
   /** `--config FILE` args for an agent whose configuration file holds `lines`. */
   function configArgs(name: string, lines: string): string[] {
     const file = path.join(lab.labDir, `${name}.conf`);
@@ -79,6 +78,7 @@ describeWithLab('VMM-AGENTX-MIB through a real live migration (two session libvi
     return ['--config', file];
   }
 
+  /** The vmIndex of the guest in this side's vmTable, once it is there. */
   async function vmIndexOf(side: Side, timeoutMs = 20_000): Promise<number> {
     const { value: index } = await pollUntil(`${lab.guestName} in the ${side} agent's vmTable`, async () => {
       const names = await snmpwalk(w[side].snmpd, `${VM_MIB}.1.4.1.2`);
