@@ -89,6 +89,23 @@ export function parseVarbindLines(text: string): SnmpVarbindLine[] {
   return entries.map((e) => parseAssignment(e.oid, e.rhs));
 }
 
+/** An OCTET STRING as snmptrapd/snmpget print it: Hex-STRING, or STRING when every byte is printable. */
+export function octetsOf(v: SnmpVarbindLine | undefined): Buffer {
+  if (v === undefined) throw new Error('varbind missing');
+  if (v.type === 'Hex-STRING') return Buffer.from(v.value.replace(/\s+/g, ''), 'hex');
+  if (v.type === 'STRING') return Buffer.from(v.value, 'latin1');
+  throw new Error(`not an OCTET STRING: ${v.type}: ${v.value}`);
+}
+
+/** vmIndexes set in a VM-MIB VirtualMachineList (octet k covers 8k+1..8k+8, MSB first). */
+export function bitmapIndexes(bytes: Buffer): number[] {
+  const out: number[] = [];
+  bytes.forEach((byte, k) => {
+    for (let bit = 0; bit < 8; bit++) if (byte & (0x80 >> bit)) out.push(8 * k + bit + 1);
+  });
+  return out;
+}
+
 /** Creates <lab>/clientpersist and an empty private <lab>/clientconf/snmp.conf once. */
 export function clientEnvironment(target: SnmpAgentTarget): NodeJS.ProcessEnv {
   const persistDir = path.join(target.labDir, 'clientpersist');

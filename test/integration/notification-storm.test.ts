@@ -9,7 +9,7 @@ import { libvirtdMissing, SessionLibvirtd, startSessionLibvirtd } from '../harne
 import { sleep } from '../harness/process';
 import { describeUnless, firstReason, missingTools } from '../harness/prereq';
 import { pollUntil } from '../harness/poll';
-import { parseVarbindLines, snmpget } from '../harness/snmp-tools';
+import { bitmapIndexes, octetsOf, parseVarbindLines, snmpget } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { startSnmptrapd, TrapReceiver } from '../harness/snmptrapd';
 
@@ -25,15 +25,6 @@ const vmAffectedVMs = `${VM_MIB}.1.11.0`;
 
 const domainXml = (name: string): string =>
   `<domain type='test'><name>${name}</name><memory unit='MiB'>16</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>\n`;
-
-function bitmapIndexes(hex: string): number[] {
-  const bytes = Buffer.from(hex.replace(/\s+/g, ''), 'hex');
-  const out: number[] = [];
-  bytes.forEach((byte, k) => {
-    for (let bit = 0; bit < 8; bit++) if (byte & (0x80 >> bit)) out.push(8 * k + bit + 1);
-  });
-  return out;
-}
 
 beforeAll(() => requireBuiltCli());
 
@@ -87,7 +78,8 @@ describeWithDaemon(`storm guard: ${VMS} VMs starting at once`, () => {
         const vbs = parseVarbindLines(text);
         const trapOid = vbs.find((v) => v.oid === SNMP_TRAP_OID)?.value;
         if (trapOid === VM_BULK_RUNNING) {
-          for (const i of bitmapIndexes(vbs.find((v) => v.oid === vmAffectedVMs)?.value ?? '')) seen.add(i);
+          // A short bitmap whose bytes are all printable comes as STRING, not Hex-STRING.
+          for (const i of bitmapIndexes(octetsOf(vbs.find((v) => v.oid === vmAffectedVMs)))) seen.add(i);
         } else if (trapOid === VM_RUNNING) {
           const name = vbs.find((v) => v.oid.startsWith(`${VM_MIB}.1.4.1.2.`));
           if (name) seen.add(Number(name.oid.split('.').pop()));
@@ -100,7 +92,10 @@ describeWithDaemon(`storm guard: ${VMS} VMs starting at once`, () => {
     } catch (err) {
       // What the agent did meanwhile says whether it refreshed, and what it sent.
       const tail = agent.log().split('\n').filter((l) => !l.includes(' debug: collector ')).slice(-40).join('\n');
-      throw new Error(`${(err as Error).message}\n${traps.traps().length - before} notifications received; the agent's log ends:\n${tail}`);
+      const got = traps.traps().slice(before).map((text) => parseVarbindLines(text)
+        .filter((v) => v.oid === SNMP_TRAP_OID || v.oid === vmAffectedVMs).map((v) => `${v.type}: ${v.value}`).join(' / '));
+      throw new Error(`${(err as Error).message}\n${(await named()).size} VMs named by ${got.length} notifications:\n` +
+        `${got.join('\n')}\nthe agent's log ends:\n${tail}`);
     }
     await sleep(1500); // anything still on its way
 

@@ -11,7 +11,7 @@ import { libvirtdMissing, SessionLibvirtd, startSessionLibvirtd } from '../harne
 import { sleep } from '../harness/process';
 import { describeUnless, firstReason, missingTools } from '../harness/prereq';
 import { pollUntil } from '../harness/poll';
-import { parseVarbindLines, runSnmpTool, snmpget, SnmpVarbindLine, snmpwalk } from '../harness/snmp-tools';
+import { bitmapIndexes, octetsOf, parseVarbindLines, runSnmpTool, snmpget, SnmpVarbindLine, snmpwalk } from '../harness/snmp-tools';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
 import { startSnmptrapd, TrapReceiver } from '../harness/snmptrapd';
 
@@ -48,23 +48,6 @@ interface Trap {
 function parseTrap(text: string): Trap {
   const varbinds = new Map(parseVarbindLines(text).map((v) => [v.oid, v]));
   return { trapOid: varbinds.get(SNMP_TRAP_OID)?.value ?? '', varbinds };
-}
-
-/** An OCTET STRING as snmptrapd/snmpget print it (Hex-STRING, or STRING when printable). */
-function octetsOf(v: SnmpVarbindLine | undefined): Buffer {
-  if (v === undefined) throw new Error('varbind missing');
-  if (v.type === 'Hex-STRING') return Buffer.from(v.value.replace(/\s+/g, ''), 'hex');
-  if (v.type === 'STRING') return Buffer.from(v.value, 'latin1');
-  throw new Error(`not an OCTET STRING: ${v.type}: ${v.value}`);
-}
-
-/** vmIndexes set in a VirtualMachineList (octet k covers 8k+1..8k+8, MSB first). */
-function bitmapIndexes(bytes: Buffer): number[] {
-  const out: number[] = [];
-  bytes.forEach((byte, k) => {
-    for (let bit = 0; bit < 8; bit++) if (byte & (0x80 >> bit)) out.push(8 * k + bit + 1);
-  });
-  return out;
 }
 
 /** The snmpd + snmptrapd + agent + libvirtd assembly one describe block drives. */
