@@ -77,6 +77,12 @@ export class OidCursor {
     return length === oid.length ? 0 : length < oid.length ? -1 : 1;
   }
 
+  /** Moves to instance `index` (to count when there is none). */
+  moveTo(index: number): void {
+    this.moveToBlock(Math.floor(index / OID_BLOCK));
+    while (this.index < index && this.index < this.count) this.advance();
+  }
+
   /** Moves to index + 1 (to count when there is none). */
   advance(): void {
     this.index++;
@@ -213,6 +219,36 @@ export class PackedOidsWriter {
     this.bytes = this.basis !== null ? new Uint8Array(0) : new Uint8Array(capacity);
     this.blockStarts = this.basis !== null ? new Uint32Array(0) : new Uint32Array(blocks);
     this.planned = { bytes: capacity, blocks };
+  }
+
+  /** Where the OIDs pushed so far end in the packed bytes. */
+  get byteOffset(): number {
+    return this.used;
+  }
+
+  /**
+   * Whether the OIDs pushed so far are exactly the basis's first `count`,
+   * ending at byte `byteOffset` of it: then repeatBasis() may add the ones
+   * that follow there without encoding them.
+   */
+  repeatsBasisUpTo(count: number, byteOffset: number): boolean {
+    return this.basis !== null && this.count === count && this.used === byteOffset;
+  }
+
+  /**
+   * Adds the basis's next `n` OIDs, which end at byte `endByte` of it (the
+   * caller knows they are the ones it would push: see MibTableBuilder).
+   */
+  repeatBasis(n: number, endByte: number): void {
+    const basis = this.basis;
+    if (basis === null || this.count + n > basis.count) throw new Error('PackedOidsWriter: repeatBasis() past the basis');
+    if (n === 0) return;
+    this.count += n;
+    this.used = endByte;
+    const c = basis.cursor();
+    c.moveTo(this.count - 1);
+    for (let k = 0; k < c.length; k++) this.previous[k] = c.current[k];
+    this.previousLength = c.length;
   }
 
   /** compareOids(last OID pushed, oid); -1 when none was pushed yet. */

@@ -170,10 +170,12 @@ export class PackedValues {
     this.boxed.set(i, value);
   }
 
-  /** Counts the value placed (putAt) in the next slot, slot `size`. */
-  countPlaced(): void {
-    if (this.count >= this.kinds.length) throw new Error(`MIB view: no value placed in slot ${this.count}; the slots end at ${this.kinds.length}`);
-    this.count++;
+  /** Counts the `n` values placed (putAt) in the next slots, from slot `size` on. */
+  countPlaced(n = 1): void {
+    if (this.count + n > this.kinds.length) {
+      throw new Error(`MIB view: no value placed in slot ${this.kinds.length}; the slots end there`);
+    }
+    this.count += n;
   }
 
   /** Moves slots from .. from+n-1 to to .. to+n-1 (the ranges may overlap); the source slots are left undefined. */

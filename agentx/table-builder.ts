@@ -2,16 +2,43 @@
 //
 // A view lists a table column by column (entry.1.*, then entry.2.*, ...),
 // but rows are produced one at a time. So each cell is written straight into
-// the view's value slot where its column will lie: the first column (in OID
-// order) is added to the view as its row arrives, and every other column
-// fills a stretch of slots reserved after it, `capacity` rows long. At end()
-// the stretches move down over the room left by absent cells, and the
-// instances are named column by column. No cell is held anywhere but in the
-// view: column buffers of their own would be garbage of every refresh that
-// stays resident until the next major GC (docs/memory.md, "Tables").
+// the view's value slot where its column will lie: every column fills a
+// stretch of slots reserved for it, `capacity` rows long, the first column's
+// stretch starting at the view's next instance. At end() the stretches move
+// down over the room left by absent cells, and the instances are named
+// column by column. No cell is held anywhere but in the view: column buffers
+// of their own would be garbage of every refresh that stays resident until
+// the next major GC (docs/memory.md, "Tables").
+//
+// A view is usually rebuilt with the same rows as the one it replaces, only
+// values changed. So a finished table leaves its shape (row indexes and which
+// cells exist) with the view, and when the next build of that table has the
+// same shape at the same place, its instances are not named again: the view
+// builder takes the previous view's names for them as they are.
 import { ValueType } from './pdu';
 import type { Oid, Value } from './pdu';
 import { formatOid } from './oid';
+
+/**
+ * What a finished table named in a view: its rows' indexes and which cells
+ * exist, and where its instances lie among the view's. Immutable.
+ */
+export interface TableShape {
+  /** The entry OID and the column arcs: which table this is. */
+  readonly key: string;
+  readonly rows: number;
+  /** Row r's index is indexSubids[indexStarts[r] .. indexStarts[r + 1]). */
+  readonly indexStarts: Uint32Array;
+  readonly indexSubids: Uint32Array;
+  /** Bit (p * rows + r): column p (in OID order) has a cell in row r. */
+  readonly present: Uint8Array;
+  /** The table's first instance, and how many it has. */
+  readonly firstInstance: number;
+  readonly instances: number;
+  /** Where its names start and end in the view's packed OIDs (packed-oids.ts). */
+  readonly firstByte: number;
+  readonly endByte: number;
+}
 
 /** What a MibTableBuilder may do to the view builder that made it. */
 export interface TableSink {
@@ -24,12 +51,19 @@ export interface TableSink {
   /** Moves n placed values from slot `from` to slot `to`. */
   move(from: number, to: number, n: number): void;
   declareObject(oid: Oid): void;
-  /** Adds an instance with its value. */
-  add(oid: Oid, value: Value): void;
   /** Adds an instance whose value was placed in nextSlot(). */
   addPlaced(oid: Oid): void;
+  /**
+   * The shape `key` had in the view being replaced, if the instances named
+   * so far are exactly those that came before it there; else null.
+   */
+  previousShape(key: string): TableShape | null;
+  /** Names the next shape.instances instances (their values placed) as the view being replaced did. */
+  addAsBefore(shape: TableShape): void;
+  /** Where the names added so far end in the packed OIDs; -1 once they are no longer packed in order. */
+  nameBytes(): number;
   /** The table is complete; the view builder takes other instances again. */
-  close(): void;
+  close(shape: TableShape | null): void;
 }
 
 export class MibTableBuilder {
@@ -43,15 +77,18 @@ export class MibTableBuilder {
   private capacity: number;
   /** Cells placed so far, per column in OID order. */
   private readonly filled: number[];
-  /** present[(p - 1) * capacity + row] is 1 when column p (p >= 1) has a cell in that row. */
+  /** present[p * capacity + row] is 1 when column p has a cell in that row. */
   private present: Uint8Array;
   /** Sub-ids of every row index, back to back; row r spans indexStarts[r] .. indexStarts[r + 1]. */
   private indexSubids: Uint32Array;
   private indexStarts: Uint32Array;
   private rows = 0;
-  /** entry.firstArc, followed by the index of the row being added. */
-  private readonly firstOid: number[];
   private ended = false;
+  private readonly key: string;
+  /** The table's shape in the view being replaced, when it lay where this one starts. */
+  private readonly before: TableShape | null;
+  private readonly firstInstance: number;
+  private readonly firstByte: number;
 
   /**
    * `arcs`: the column numbers, in the order row() receives their cells.
@@ -72,12 +109,13 @@ export class MibTableBuilder {
     this.base = sink.nextSlot();
     this.capacity = Math.max(expectedRows, 16);
     this.filled = this.arcs.map(() => 0);
-    const others = Math.max(this.arcs.length - 1, 0);
-    this.present = new Uint8Array(others * this.capacity);
-    this.indexSubids = new Uint32Array(others > 0 ? 2 * this.capacity : 0);
-    this.indexStarts = new Uint32Array(others > 0 ? this.capacity + 1 : 0);
-    this.firstOid = this.arcs.length === 0 ? [] : [...entry, this.arcs[0]];
-    if (this.arcs.length > 0) sink.declareObject(this.firstOid);
+    this.present = new Uint8Array(this.arcs.length * this.capacity);
+    this.indexSubids = new Uint32Array(2 * this.capacity);
+    this.indexStarts = new Uint32Array(this.capacity + 1);
+    this.key = `${entry.join('.')}:${this.arcs.join(',')}`;
+    this.before = sink.previousShape(this.key);
+    this.firstInstance = this.base;
+    this.firstByte = sink.nameBytes();
     sink.reserve(this.base + this.arcs.length * this.capacity);
   }
 
@@ -89,26 +127,17 @@ export class MibTableBuilder {
     }
     if (this.rows === this.capacity) this.grow();
     const row = this.rows++;
-    const buffered = this.arcs.length > 1;
-    if (buffered) this.keepIndex(row, index);
+    this.keepIndex(row, index);
     for (let k = 0; k < cells.length; k++) {
       const cell = cells[k];
       if (cell === undefined) continue;
       const p = this.position[k];
-      if (p === 0) {
-        const oid = this.firstOid;
-        oid.length = this.entry.length + 1;
-        for (const subid of index) oid.push(subid);
-        this.sink.add(oid, cell);
-        this.filled[0]++;
-        continue;
-      }
       if (cell.type === ValueType.NoSuchObject || cell.type === ValueType.NoSuchInstance || cell.type === ValueType.EndOfMibView) {
         throw new Error(`MIB table ${formatOid(this.entry)}: column ${this.arcs[p]}, index ${formatOid(index)} has exception type ${ValueType[cell.type]}; add only real values`);
       }
       this.sink.place(this.base + p * this.capacity + this.filled[p], cell);
       this.filled[p]++;
-      this.present[(p - 1) * this.capacity + row] = 1;
+      this.present[p * this.capacity + row] = 1;
     }
     return this;
   }
@@ -124,19 +153,66 @@ export class MibTableBuilder {
       this.sink.move(base + p * capacity, to, filled[p]);
       to += filled[p];
     }
-    for (let p = 1; p < this.arcs.length; p++) {
+    for (const arc of this.arcs) this.sink.declareObject([...this.entry, arc]);
+    const present = this.presentBits();
+    if (this.before !== null && this.sameShape(this.before, present)) {
+      this.sink.addAsBefore(this.before);
+      this.sink.close(this.before);
+      return;
+    }
+    for (let p = 0; p < this.arcs.length; p++) {
       const oid = [...this.entry, this.arcs[p]];
-      this.sink.declareObject(oid);
       const prefix = oid.length;
-      const present = (p - 1) * capacity;
+      const column = p * capacity;
       for (let r = 0; r < this.rows; r++) {
-        if (this.present[present + r] === 0) continue;
+        if (this.present[column + r] === 0) continue;
         oid.length = prefix;
         for (let s = this.indexStarts[r]; s < this.indexStarts[r + 1]; s++) oid.push(this.indexSubids[s]);
         this.sink.addPlaced(oid);
       }
     }
-    this.sink.close();
+    const endByte = this.sink.nameBytes();
+    this.sink.close(
+      this.firstByte < 0 || endByte < 0
+        ? null
+        : {
+            key: this.key,
+            rows: this.rows,
+            indexStarts: this.indexStarts.slice(0, this.rows + 1),
+            indexSubids: this.indexSubids.slice(0, this.indexStarts[this.rows]),
+            present,
+            firstInstance: this.firstInstance,
+            instances: to - base,
+            firstByte: this.firstByte,
+            endByte,
+          },
+    );
+  }
+
+  /** The present cells as bits, column-major (TableShape.present). */
+  private presentBits(): Uint8Array {
+    const { rows, capacity } = this;
+    const bits = new Uint8Array(Math.ceil((this.arcs.length * rows) / 8));
+    for (let p = 0; p < this.arcs.length; p++) {
+      const column = p * capacity;
+      for (let r = 0; r < rows; r++) {
+        if (this.present[column + r] === 0) continue;
+        const bit = p * rows + r;
+        bits[bit >>> 3] |= 1 << (bit & 7);
+      }
+    }
+    return bits;
+  }
+
+  /** Whether this table has the rows and cells of `shape` (which lies where this table starts). */
+  private sameShape(shape: TableShape, present: Uint8Array): boolean {
+    if (shape.rows !== this.rows || shape.firstInstance !== this.firstInstance) return false;
+    const subids = this.indexStarts[this.rows];
+    if (shape.indexSubids.length !== subids || !sameWords(shape.indexStarts, this.indexStarts, this.rows + 1)) return false;
+    if (!sameWords(shape.indexSubids, this.indexSubids, subids)) return false;
+    if (shape.present.length !== present.length) return false;
+    for (let i = 0; i < present.length; i++) if (shape.present[i] !== present[i]) return false;
+    return true;
   }
 
   private keepIndex(row: number, index: Oid): void {
@@ -156,15 +232,17 @@ export class MibTableBuilder {
     const capacity = 2 * old;
     this.sink.reserve(this.base + this.arcs.length * capacity);
     for (let p = this.arcs.length - 1; p >= 1; p--) this.sink.move(this.base + p * old, this.base + p * capacity, this.filled[p]);
-    const others = Math.max(this.arcs.length - 1, 0);
-    const present = new Uint8Array(others * capacity);
-    for (let p = 0; p < others; p++) present.set(this.present.subarray(p * old, (p + 1) * old), p * capacity);
+    const present = new Uint8Array(this.arcs.length * capacity);
+    for (let p = 0; p < this.arcs.length; p++) present.set(this.present.subarray(p * old, (p + 1) * old), p * capacity);
     this.present = present;
-    if (others > 0) {
-      const starts = new Uint32Array(capacity + 1);
-      starts.set(this.indexStarts);
-      this.indexStarts = starts;
-    }
+    const starts = new Uint32Array(capacity + 1);
+    starts.set(this.indexStarts);
+    this.indexStarts = starts;
     this.capacity = capacity;
   }
+}
+
+function sameWords(a: Uint32Array, b: Uint32Array, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

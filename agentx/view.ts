@@ -10,7 +10,7 @@ import type { Oid, Value, VarBind } from './pdu';
 import { compareOids, formatOid, isPrefixOf } from './oid';
 import { OidCursor, PackedOids, PackedOidsWriter } from './packed-oids';
 import { PackedValues } from './packed-values';
-import { MibTableBuilder, type TableSink } from './table-builder';
+import { MibTableBuilder, type TableShape, type TableSink } from './table-builder';
 
 /** RFC 2741 §5.1: n_subid is 0..128. */
 const MAX_OID_LENGTH = 128;
@@ -43,6 +43,8 @@ export class MibView implements Iterable<VarBind> {
     private readonly slots = values.size,
     /** Instance number → value that replaces the packed one (see withValues). */
     private readonly replaced: ReadonlyMap<number, Value> | null = null,
+    /** @internal the shapes of its tables, for the next view's builder (table-builder.ts) */
+    readonly tables: readonly TableShape[] = [],
   ) {
     this.cursor = oids.cursor();
   }
@@ -66,7 +68,7 @@ export class MibView implements Iterable<VarBind> {
       }
       replaced.set(i, value as Value);
     }
-    return new MibView(this.oids, this.values, this.declared, this.slots, replaced);
+    return new MibView(this.oids, this.values, this.declared, this.slots, replaced, this.tables);
   }
 
   /** True once the responder that replaced this view released it: reading it then throws. */
@@ -170,6 +172,9 @@ export class MibViewBuilder {
   private tableOpen = false;
   /** The most value slots a table reserved (see MibViewSizes.slots). */
   private slotsNeeded = 0;
+  /** The tables of the view being replaced, by TableShape.key. */
+  private previousTables: ReadonlyMap<string, TableShape>;
+  private tables: TableShape[] = [];
 
   /**
    * `previous`: the view this one will replace, or just its sizes. Its sizes
@@ -186,6 +191,7 @@ export class MibViewBuilder {
     const slots = Math.max(expected?.slots ?? 0, expected?.instances ?? 0, 256);
     this.values = new PackedValues(slots, Math.max(expected?.octets ?? 0, 4096), undefined, basis?.values.pool ?? null,
       expected?.wide ?? Math.ceil(slots / 4));
+    this.previousTables = new Map(basis?.tables.map((t) => [t.key, t]) ?? []);
   }
 
   /** Declares a scalar or column object: Get of a missing instance under it is noSuchInstance. */
@@ -212,13 +218,24 @@ export class MibViewBuilder {
       place: (slot, value) => this.values.putAt(slot, value),
       move: (from, to, n) => this.values.moveSlots(from, to, n),
       declareObject: (oid) => this.declareObject(oid),
-      add: (oid, value) => this.addInstance(oid, value),
       addPlaced: (oid) => {
         this.addName(oid);
         this.values.countPlaced();
       },
-      close: () => {
+      previousShape: (key) => {
+        const shape = this.previousTables.get(key);
+        const inPlace = shape !== undefined && this.loose === null && this.values.size === shape.firstInstance &&
+          this.oids.repeatsBasisUpTo(shape.firstInstance, shape.firstByte);
+        return inPlace ? shape : null;
+      },
+      addAsBefore: (shape) => {
+        this.oids.repeatBasis(shape.instances, shape.endByte);
+        this.values.countPlaced(shape.instances);
+      },
+      nameBytes: () => (this.loose === null ? this.oids.byteOffset : -1),
+      close: (shape) => {
         this.tableOpen = false;
+        if (shape !== null) this.tables.push(shape);
       },
     };
     return new MibTableBuilder(sink, entry, arcs, expectedRows);
@@ -270,8 +287,10 @@ export class MibViewBuilder {
       oids = packInOrder(this.loose, order);
       values = values.permuted(order);
     }
+    // Sorted instances lie elsewhere than their tables named them.
+    const tables = this.loose === null ? this.tables : [];
     this.reset();
-    return new MibView(oids, values, objects, slots);
+    return new MibView(oids, values, objects, slots, null, tables);
   }
 
   private reset(): void {
@@ -281,6 +300,8 @@ export class MibViewBuilder {
     this.declared = [];
     this.tableOpen = false;
     this.slotsNeeded = 0;
+    this.previousTables = new Map();
+    this.tables = [];
   }
 }
 

@@ -1,4 +1,4 @@
-import { MibViewBuilder } from '../../agentx/view';
+import { MibView, MibViewBuilder } from '../../agentx/view';
 import { ValueType } from '../../agentx/pdu';
 import type { Value } from '../../agentx/pdu';
 import { compareOids, formatOid } from '../../agentx/oid';
@@ -138,5 +138,86 @@ describe('MibTableBuilder', () => {
     const second = build(sizes);
     expect(second.sizes()).toEqual(sizes);
     expect([...second].length).toBe(2500);
+  });
+
+  describe('rebuilt from the view it replaces', () => {
+    type Rows = [number[], (Value | undefined)[]][];
+    const SCALAR_BEFORE = [1, 3, 6, 1, 4, 1, 9, 1, 0];
+    const SECOND = [1, 3, 6, 1, 4, 1, 9, 2, 2];
+    /** A view of a scalar, two tables and a scalar; `previous` is the view it replaces. */
+    const build = (rows: Rows, second: Rows, previous?: MibView, before = SCALAR_BEFORE): MibView => {
+      const b = new MibViewBuilder(previous).add(before, int(-1));
+      const t = b.table(ENTRY, [3, 2], rows.length);
+      for (const [index, cells] of rows) t.row(index, cells);
+      t.end();
+      const u = b.table(SECOND, [1]);
+      for (const [index, cells] of second) u.row(index, cells);
+      u.end();
+      return b.add([1, 3, 6, 1, 4, 1, 9, 3, 0], int(-2)).build();
+    };
+    const text = (view: MibView): string[] => [...view].map((vb) => {
+      const value = 'value' in vb && Buffer.isBuffer(vb.value) ? vb.value.toString() : String((vb as { value: unknown }).value);
+      return `${formatOid(vb.oid)}=${value}`;
+    });
+    const rowsOf = (n: number, tag: string): Rows =>
+      Array.from({ length: n }, (_, r) => [[r + 1, 7], [str(`${tag}${r}`), int(r)]]);
+
+    test('with the same rows, the tables are not named again: the names and shapes are the previous view\'s, the values new', () => {
+      const first = build(rowsOf(3, 'a'), [[[5], [int(50)]]]);
+      const second = build(rowsOf(3, 'b'), [[[5], [int(51)]]], first);
+      expect(second.oids).toBe(first.oids);
+      expect(second.tables).toHaveLength(2);
+      second.tables.forEach((shape, i) => expect(shape).toBe(first.tables[i]));
+      expect(text(second)).toEqual(text(build(rowsOf(3, 'b'), [[[5], [int(51)]]])));
+      expect(text(second)).toContain('1.3.6.1.4.1.9.2.1.3.2.7=b1');
+    });
+
+    test('a row more or less, another index, a cell gone or come, or a name before the table changed: named afresh, as a fresh build', () => {
+      const base = rowsOf(4, 'a');
+      const variants: [string, Rows, Rows, number[]?][] = [
+        ['a row more', rowsOf(5, 'b'), [[[5], [int(1)]]]],
+        ['a row less', rowsOf(3, 'b'), [[[5], [int(1)]]]],
+        ['another index', base.map(([index, cells], r) => [r === 2 ? [index[0], 8] : index, cells]), [[[5], [int(1)]]]],
+        ['a cell gone', base.map(([index, cells], r) => [index, r === 1 ? [cells[0], undefined] : cells]), [[[5], [int(1)]]]],
+        ['a row of the second table more', base, [[[5], [int(1)]], [[6], [int(2)]]]],
+        ['a cell of the second table gone', base, [[[5], [undefined]]]],
+        ['another scalar before the tables', base, [[[5], [int(1)]]], [1, 3, 6, 1, 4, 1, 9, 1, 1]],
+      ];
+      for (const [what, rows, second, before] of variants) {
+        const first = build(base, [[[5], [int(1)]]]);
+        const again = build(rows, second, first, before);
+        expect({ what, walk: text(again) }).toEqual({ what, walk: text(build(rows, second, undefined, before)) });
+        // And back: the changed view is a good basis too.
+        expect({ what, walk: text(build(base, [[[5], [int(1)]]], again)) }).toEqual({ what, walk: text(first) });
+      }
+      // A cell that comes back in a row that lacked it.
+      const lacking = build(base.map(([index, cells]) => [index, [cells[0], undefined]]), [], undefined);
+      expect(text(build(base, [], lacking))).toEqual(text(build(base, [])));
+    });
+
+    test('a chain of random rebuilds always equals a fresh build of the same rows', () => {
+      const next = mulberry32(11);
+      const random = (): number => next() / 2 ** 32;
+      let rows: Rows = rowsOf(20, 'r');
+      let second: Rows = [[[1], [int(1)]], [[2], [int(2)]]];
+      let previous: MibView | undefined;
+      let reused = 0;
+      let nextIndex = rows.length + 1;
+      for (let round = 0; round < 200; round++) {
+        const change = random();
+        rows = rows.map(([index, cells], r) => [index, [cells[0] === undefined ? undefined : str(`v${round}.${r}`), cells[1]]]);
+        if (change < 0.1) rows = [...rows, [[nextIndex++, 7], [str('new'), int(0)]]];
+        else if (change < 0.2 && rows.length > 1) rows = rows.filter((_, r) => r !== Math.floor(random() * rows.length));
+        else if (change < 0.25) second = second.length > 1 ? second.slice(1) : [...second, [[nextIndex++], [int(9)]]];
+        else if (change < 0.3) rows = rows.map(([index, cells]) => [index, [cells[0], random() < 0.5 ? undefined : int(3)]]);
+        else if (change < 0.35) rows = rows.map(([index, cells]) => [index, [random() < 0.2 ? undefined : str('back'), cells[1]]]);
+        const view = build(rows, second, previous);
+        expect(text(view)).toEqual(text(build(rows, second)));
+        if (previous !== undefined && view.tables[1] === previous.tables[1]) reused++;
+        previous = view;
+      }
+      // Most rounds change only values: most tables are taken as they were.
+      expect(reused).toBeGreaterThan(100);
+    });
   });
 });
