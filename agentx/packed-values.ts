@@ -365,5 +365,8 @@ function prefixedEquals(pool: Buffer, at: number, value: Buffer): boolean {
     length = Math.floor(length / 0x80);
   }
   if (pool[at++] !== length) return false;
-  return value.compare(pool, at, at + value.length) === 0;
+  // Names, UUIDs and MACs are short: comparing them here costs less than the call into Buffer.compare.
+  if (value.length > 64) return value.compare(pool, at, at + value.length) === 0;
+  for (let k = 0; k < value.length; k++) if (pool[at + k] !== value[k]) return false;
+  return true;
 }

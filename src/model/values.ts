@@ -65,15 +65,47 @@ export function utf8Truncate(text: string, max: number): Buffer {
 /** "52:54:00:aa:bb:cc" → 6 bytes (PhysAddress); null for anything that is not a MAC. */
 export function macBytes(mac: string | null): Buffer | null {
   if (!mac) return null;
-  const parts = mac.split(/[:-]/);
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) return null;
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+  // Six groups of one or two hex digits, separated by ':' or '-'. Parsed by
+  // hand: a view has one per NIC, rebuilt every refresh.
+  const out = Buffer.allocUnsafe(6);
+  let at = 0;
+  for (let group = 0; group < 6; group++) {
+    if (group > 0) {
+      const sep = mac.charCodeAt(at++);
+      if (sep !== 0x3a && sep !== 0x2d) return null;
+    }
+    const high = hexDigit(mac.charCodeAt(at++));
+    if (high < 0) return null;
+    const low = hexDigit(mac.charCodeAt(at));
+    if (low >= 0) at++;
+    out[group] = low >= 0 ? high * 16 + low : high;
+  }
+  return at === mac.length ? out : null;
 }
 
 /** Canonical UUID text → 16 bytes (UUIDorZero); zero-length when it does not parse. */
 export function uuidBytes(uuid: string): Buffer {
-  const hex = uuid.replace(/-/g, '');
-  return /^[0-9a-fA-F]{32}$/.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(0);
+  // 32 hex digits, dashes anywhere between them (as the regex-free form of /^[0-9a-f-]+$/ with 32 digits).
+  const out = Buffer.allocUnsafe(16);
+  let digits = 0;
+  for (let i = 0; i < uuid.length; i++) {
+    const c = uuid.charCodeAt(i);
+    if (c === 0x2d) continue;
+    const d = hexDigit(c);
+    if (d < 0 || digits === 32) return Buffer.alloc(0);
+    if (digits % 2 === 0) out[digits >>> 1] = d << 4;
+    else out[digits >>> 1] |= d;
+    digits++;
+  }
+  return digits === 32 ? out : Buffer.alloc(0);
+}
+
+/** The value of a hex digit's character code, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
 }
 
 /**

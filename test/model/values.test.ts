@@ -38,6 +38,15 @@ describe('SNMP value helpers', () => {
     expect(macBytes(null)).toBeNull();
     expect(uuidBytes('cd255090-d68d-4042-bc0f-13c69795266b').toString('hex')).toBe('cd255090d68d4042bc0f13c69795266b');
     expect(uuidBytes('not-a-uuid')).toHaveLength(0);
+    expect(uuidBytes('CD255090D68D4042BC0F13C69795266B').toString('hex')).toBe('cd255090d68d4042bc0f13c69795266b');
+    expect(uuidBytes('cd255090-d68d-4042-bc0f-13c69795266')).toHaveLength(0);
+    expect(uuidBytes('cd255090-d68d-4042-bc0f-13c69795266b0')).toHaveLength(0);
+    expect(uuidBytes('cd255090-d68d-4042-bc0f-13c69795266g')).toHaveLength(0);
+    expect(uuidBytes('')).toHaveLength(0);
+    expect(macBytes('52-54-0-a-bb-C')).toEqual(Buffer.from([0x52, 0x54, 0x00, 0x0a, 0xbb, 0x0c]));
+    for (const bad of ['52:54:00:ab:cd:0f:', '52:54:00:ab:cd:0fx', '52::00:ab:cd:0f', '52:54:00:ab:cd:123', '52.54.00.ab.cd.0f', '']) {
+      expect({ bad, bytes: macBytes(bad) }).toEqual({ bad, bytes: null });
+    }
   });
 
   test('Counter64 and TimeTicks stay in range', () => {
