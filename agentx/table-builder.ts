@@ -27,9 +27,14 @@ export interface TableShape {
   /** The entry OID and the column arcs: which table this is. */
   readonly key: string;
   readonly rows: number;
-  /** Row r's index is indexSubids[indexStarts[r] .. indexStarts[r + 1]). */
-  readonly indexStarts: Uint32Array;
-  readonly indexSubids: Uint32Array;
+  /**
+   * Row r's index is indexSubids[indexStarts[r] .. indexStarts[r + 1]), or,
+   * when every index has `indexLength` sub-ids (indexStarts null),
+   * indexSubids[r * indexLength ..]. The narrowest array that holds them.
+   */
+  readonly indexLength: number;
+  readonly indexStarts: Uint32Array | null;
+  readonly indexSubids: Uint8Array | Uint16Array | Uint32Array;
   /** Bit (p * rows + r): column p (in OID order) has a cell in row r. */
   readonly present: Uint8Array;
   /** The table's first instance, and how many it has. */
@@ -83,6 +88,8 @@ export class MibTableBuilder {
   private indexSubids: Uint32Array;
   private indexStarts: Uint32Array;
   private rows = 0;
+  /** How many sub-ids every row index so far has; -1 once two differ. */
+  private indexLength = 0;
   private ended = false;
   private readonly key: string;
   /** The table's shape in the view being replaced, when it lay where this one starts. */
@@ -178,8 +185,9 @@ export class MibTableBuilder {
         : {
             key: this.key,
             rows: this.rows,
-            indexStarts: this.indexStarts.slice(0, this.rows + 1),
-            indexSubids: this.indexSubids.slice(0, this.indexStarts[this.rows]),
+            indexLength: this.indexLength,
+            indexStarts: this.indexLength < 0 ? this.indexStarts.slice(0, this.rows + 1) : null,
+            indexSubids: narrowest(this.indexSubids.subarray(0, this.indexStarts[this.rows])),
             present,
             firstInstance: this.firstInstance,
             instances: to - base,
@@ -206,10 +214,11 @@ export class MibTableBuilder {
 
   /** Whether this table has the rows and cells of `shape` (which lies where this table starts). */
   private sameShape(shape: TableShape, present: Uint8Array): boolean {
-    if (shape.rows !== this.rows || shape.firstInstance !== this.firstInstance) return false;
+    if (shape.rows !== this.rows || shape.firstInstance !== this.firstInstance || shape.indexLength !== this.indexLength) return false;
     const subids = this.indexStarts[this.rows];
-    if (shape.indexSubids.length !== subids || !sameWords(shape.indexStarts, this.indexStarts, this.rows + 1)) return false;
-    if (!sameWords(shape.indexSubids, this.indexSubids, subids)) return false;
+    if (shape.indexSubids.length !== subids) return false;
+    if (shape.indexStarts !== null && !sameNumbers(shape.indexStarts, this.indexStarts, this.rows + 1)) return false;
+    if (!sameNumbers(shape.indexSubids, this.indexSubids, subids)) return false;
     if (shape.present.length !== present.length) return false;
     for (let i = 0; i < present.length; i++) if (shape.present[i] !== present[i]) return false;
     return true;
@@ -224,6 +233,8 @@ export class MibTableBuilder {
     }
     for (let s = 0; s < index.length; s++) this.indexSubids[from + s] = index[s];
     this.indexStarts[row + 1] = from + index.length;
+    if (row === 0) this.indexLength = index.length;
+    else if (index.length !== this.indexLength) this.indexLength = -1;
   }
 
   /** More rows than expected: doubles every stretch, moving them apart (last first, so none lands on another). */
@@ -242,7 +253,16 @@ export class MibTableBuilder {
   }
 }
 
-function sameWords(a: Uint32Array, b: Uint32Array, n: number): boolean {
+function sameNumbers(a: ArrayLike<number>, b: ArrayLike<number>, n: number): boolean {
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** A copy of `subids` in the narrowest unsigned array that holds them: shapes stay with their view. */
+function narrowest(subids: Uint32Array): Uint8Array | Uint16Array | Uint32Array {
+  let max = 0;
+  for (let i = 0; i < subids.length; i++) if (subids[i] > max) max = subids[i];
+  if (max <= 0xff) return Uint8Array.from(subids);
+  if (max <= 0xffff) return Uint16Array.from(subids);
+  return subids.slice();
 }

@@ -178,6 +178,7 @@ describe('MibTableBuilder', () => {
         ['a row more', rowsOf(5, 'b'), [[[5], [int(1)]]]],
         ['a row less', rowsOf(3, 'b'), [[[5], [int(1)]]]],
         ['another index', base.map(([index, cells], r) => [r === 2 ? [index[0], 8] : index, cells]), [[[5], [int(1)]]]],
+        ['an index one sub-id shorter', base.map(([index, cells], r) => [r === 3 ? [index[0]] : index, cells]), [[[5], [int(1)]]]],
         ['a cell gone', base.map(([index, cells], r) => [index, r === 1 ? [cells[0], undefined] : cells]), [[[5], [int(1)]]]],
         ['a row of the second table more', base, [[[5], [int(1)]], [[6], [int(2)]]]],
         ['a cell of the second table gone', base, [[[5], [undefined]]]],
@@ -193,6 +194,16 @@ describe('MibTableBuilder', () => {
       // A cell that comes back in a row that lacked it.
       const lacking = build(base.map(([index, cells]) => [index, [cells[0], undefined]]), [], undefined);
       expect(text(build(base, [], lacking))).toEqual(text(build(base, [])));
+    });
+
+    test('indexes of different lengths: the same rows are taken as they were, another length of one is named afresh', () => {
+      const mixed: Rows = [[[1], [str('a'), int(1)]], [[2, 9], [str('b'), int(2)]], [[3, 9, 9], [str('c'), int(3)]]];
+      const first = build(mixed, []);
+      const same = build(mixed, [], first);
+      expect(same.tables[0]).toBe(first.tables[0]);
+      const other: Rows = [[[1], [str('a'), int(1)]], [[2], [str('b'), int(2)]], [[9, 3, 9], [str('c'), int(3)]]];
+      expect(text(build(other, [], first))).toEqual(text(build(other, [])));
+      expect(text(build(mixed, [], build(other, [])))).toEqual(text(first));
     });
 
     test('a chain of random rebuilds always equals a fresh build of the same rows', () => {
