@@ -1,11 +1,10 @@
 // The multicast groups the host itself has joined, per device: the kernel's
 // IGMP (/proc/net/igmp) and MLD (/proc/net/igmp6) memberships. A proxy join
 // of the multicast mobility agent on a bridge shows up here.
-import { promises as fs } from 'node:fs';
 import { endianness } from 'node:os';
 import type { Collector } from './collector';
 import type { HostGroup } from '../snapshot';
-import { HostPaths, procFile } from './paths';
+import { HostPaths, procFile, readKernelFile } from './paths';
 
 const littleEndian = endianness() === 'LE';
 
@@ -65,12 +64,17 @@ export class HostMulticastCollector implements Collector<void, HostGroup[]> {
   constructor(private readonly paths: HostPaths) {}
 
   async collect(): Promise<HostGroup[]> {
-    // A kernel without IPv6 has no igmp6: that is no groups, not a failure.
-    const read = (name: string): Promise<string> => fs.readFile(procFile(this.paths, name), 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return '';
+    return Promise.resolve([...parseIgmp(this.read('net/igmp')), ...parseIgmp6(this.read('net/igmp6'))]);
+  }
+
+  /** A /proc file's text (read on the calling thread: see readKernelFile). */
+  private read(name: string): string {
+    try {
+      return readKernelFile(procFile(this.paths, name));
+    } catch (err) {
+      // A kernel without IPv6 has no igmp6: that is no groups, not a failure.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
       throw err;
-    });
-    const [v4, v6] = await Promise.all([read('net/igmp'), read('net/igmp6')]);
-    return [...parseIgmp(v4), ...parseIgmp6(v6)];
+    }
   }
 }

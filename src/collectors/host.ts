@@ -4,7 +4,7 @@
 // it feeds, and one log line says which file and which columns.
 import type { HostInfo, HostInterface } from '../snapshot';
 import type { Collector } from './collector';
-import { readMounts } from './mounts';
+import { MountTableReader } from './mounts';
 import { NetlinkSubscription } from './netlink';
 import { CollectorLog, DEFAULT_HOST_PATHS, HostPaths, ReportUnreadable } from './paths';
 import { readProcfs } from './procfs';
@@ -19,6 +19,8 @@ const RTNLGRP_LINK = 1;
  */
 export class HostCollectorState {
   private readonly failing = new Map<string, string>();
+  /** Remembers whether the mount table is a kernel file. */
+  readonly mountTable = new MountTableReader();
 
   /** A reporter for one refresh: warns on a new failure, debug while it lasts. */
   reporter(log: CollectorLog, failedNow: Set<string>): ReportUnreadable {
@@ -45,7 +47,7 @@ export class HostCollectorState {
 }
 
 /**
- * Reads /proc, /sys/class/net and the mount table concurrently. Pass the same
+ * Reads /proc, then /sys/class/net and the mount table concurrently. Pass the same
  * `state` on every refresh; without it each call starts afresh (and logs
  * every failure). `interfaces`: how the interfaces are had this time (by
  * default read from /sys/class/net).
@@ -58,11 +60,8 @@ export async function collectHost(
 ): Promise<HostInfo> {
   const failedNow = new Set<string>();
   const report = state.reporter(log, failedNow);
-  const [procfs, ifaces, mounts] = await Promise.all([
-    readProcfs(paths, report),
-    interfaces(report),
-    readMounts(paths, report),
-  ]);
+  const procfs = readProcfs(paths, report);
+  const [ifaces, mounts] = await Promise.all([interfaces(report), state.mountTable.read(paths, report)]);
   state.settle(log, failedNow);
   return { uptimeSeconds: procfs.uptimeSeconds, cpus: procfs.cpus, interfaces: ifaces, mounts };
 }

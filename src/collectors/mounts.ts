@@ -1,11 +1,14 @@
 // The mount table, as snmpd reads it (for vmStorageParent; the numbering is
 // model/linkage.ts), and image paths with symlinks resolved.
-import { realpath } from 'node:fs/promises';
+import { realpath, statfs } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { MountEntry } from '../snapshot';
 import type { Collector } from './collector';
 import { forEachLimited } from './limited';
-import { HostPaths, ReportUnreadable, ignoreUnreadable, readTextFile } from './paths';
+import { HostPaths, ReportUnreadable, ignoreUnreadable, readKernelFile, readTextFile } from './paths';
+
+/** statfs(2) f_type of procfs (linux/magic.h). */
+const PROC_SUPER_MAGIC = 0x9fa0;
 
 /** realpath calls in flight at once: the libuv pool runs 4 at a time anyway. */
 const REALPATH_CONCURRENCY = 8;
@@ -93,4 +96,40 @@ export class ImagePathResolver implements Collector<readonly string[], ReadonlyM
 export async function readMounts(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): Promise<MountEntry[]> {
   const text = await readTextFile(paths.mountsFile, 'vmStorageParent will be 0 for every disk', report);
   return text === undefined ? [] : parseMounts(text);
+}
+
+/**
+ * The mount table, read as readMounts does, but on the calling thread where
+ * the file is a procfs one: on current systems /etc/mtab is a symlink to
+ * /proc/self/mounts, which the kernel makes from memory (see
+ * readKernelFile). Where the file lies is found out once, off the main
+ * thread, and again after a read fails; a mount table on a real filesystem
+ * is always read on the libuv pool.
+ */
+export class MountTableReader {
+  /** The file's real path when it is on procfs, null when it is not; undefined: not found out yet. */
+  private kernelFile: string | null | undefined = undefined;
+
+  async read(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): Promise<MountEntry[]> {
+    if (this.kernelFile === undefined) this.kernelFile = await procfsPathOf(paths.mountsFile);
+    if (this.kernelFile !== null && this.kernelFile !== undefined) {
+      try {
+        return parseMounts(readKernelFile(this.kernelFile));
+      } catch {
+        // Read it the ordinary way, which reports the failure under the configured name; look again next time.
+        this.kernelFile = undefined;
+      }
+    }
+    return readMounts(paths, report);
+  }
+}
+
+/** The real path of `file` when it is on procfs, null when it is not, undefined when that cannot be told now. */
+async function procfsPathOf(file: string): Promise<string | null | undefined> {
+  try {
+    const real = await realpath(file);
+    return (await statfs(real)).type === PROC_SUPER_MAGIC ? real : null;
+  } catch {
+    return undefined;
+  }
 }

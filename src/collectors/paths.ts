@@ -2,7 +2,7 @@
 // report one it cannot read. Roots are configurable (node_exporter's
 // --path.procfs / --path.sysfs) so tests point them at fixtures and no
 // collector hard-codes /proc or /sys.
-import { promises as fs } from 'node:fs';
+import { closeSync, openSync, promises as fs, readSync } from 'node:fs';
 import * as path from 'node:path';
 
 export interface HostPaths {
@@ -70,6 +70,49 @@ export function errorReason(err: unknown): string {
 export async function readTextFile(file: string, lost: string, report: ReportUnreadable): Promise<string | undefined> {
   try {
     return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    report(file, errorReason(err), lost);
+    return undefined;
+  }
+}
+
+/** Where kernel files are read into; it grows to the largest one read and is kept for the next read. */
+let kernelFileBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * The text of a procfs or sysfs file, read on the calling thread; throws
+ * the system error. The kernel makes these files from memory as they are
+ * read, so the read takes microseconds, where fs.promises.readFile makes
+ * four round trips through the libuv pool (open, fstat, read, close). The
+ * file is opened for each read: a /proc file gives fresh contents only from
+ * a read at its start, and a fixture root may have its files replaced.
+ * Only for /proc and /sys: a file on a real filesystem can block the main
+ * thread for as long as the disk or the server takes.
+ */
+export function readKernelFile(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === kernelFileBuffer.length) {
+        const larger = Buffer.allocUnsafe(length * 2);
+        kernelFileBuffer.copy(larger, 0, 0, length);
+        kernelFileBuffer = larger;
+      }
+      const n = readSync(fd, kernelFileBuffer, length, kernelFileBuffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return kernelFileBuffer.toString('utf8', 0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** readKernelFile's text, or undefined after reporting why the file could not be read. */
+export function readKernelTextFile(file: string, lost: string, report: ReportUnreadable): string | undefined {
+  try {
+    return readKernelFile(file);
   } catch (err) {
     report(file, errorReason(err), lost);
     return undefined;

@@ -2,7 +2,7 @@
 // model/linkage.ts numbers as snmpd's hrProcessorTable does. snmpd reads
 // both /proc/cpuinfo ("processor : N" at start-up) and /proc/stat ("cpuN"
 // every 5 s), so the CPUs are those either file lists.
-import { HostPaths, ReportUnreadable, ignoreUnreadable, procFile, readTextFile } from './paths';
+import { HostPaths, ReportUnreadable, ignoreUnreadable, procFile, readKernelTextFile } from './paths';
 
 /** Seconds since boot: the first field of /proc/uptime, or null when the text is not that. */
 export function parseUptime(text: string): number | null {
@@ -33,16 +33,12 @@ export interface ProcfsInfo {
   cpus: number[];
 }
 
-/** Reads /proc/uptime, /proc/cpuinfo and /proc/stat. */
-export async function readProcfs(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): Promise<ProcfsInfo> {
+/** Reads /proc/uptime, /proc/cpuinfo and /proc/stat (on the calling thread: see readKernelFile). */
+export function readProcfs(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): ProcfsInfo {
   const uptimeFile = procFile(paths, 'uptime');
-  const cpuinfoFile = procFile(paths, 'cpuinfo');
-  const statFile = procFile(paths, 'stat');
-  const [uptimeText, cpuinfoText, statText] = await Promise.all([
-    readTextFile(uptimeFile, 'vmHvUpTime will be 0', report),
-    readTextFile(cpuinfoFile, 'vmCpuPhysIndex falls back to the CPUs in /proc/stat', report),
-    readTextFile(statFile, 'vmCpuPhysIndex falls back to the CPUs in /proc/cpuinfo', report),
-  ]);
+  const uptimeText = readKernelTextFile(uptimeFile, 'vmHvUpTime will be 0', report);
+  const cpuinfoText = readKernelTextFile(procFile(paths, 'cpuinfo'), 'vmCpuPhysIndex falls back to the CPUs in /proc/stat', report);
+  const statText = readKernelTextFile(procFile(paths, 'stat'), 'vmCpuPhysIndex falls back to the CPUs in /proc/cpuinfo', report);
 
   let uptimeSeconds = 0;
   if (uptimeText !== undefined) {

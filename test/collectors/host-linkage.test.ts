@@ -146,7 +146,7 @@ describeWithSnmpd('host indexes equal snmpd 5.9.3 on this host', () => {
   it('computes exactly the hrDeviceIndex set of hrProcessorTable', async () => {
     const walk = await snmpwalk(snmpd, HR_PROCESSOR_FRW_ID);
     const snmpdIndexes = [...columnValues(walk.varbinds, HR_PROCESSOR_FRW_ID).keys()];
-    const ours = await readProcfs(DEFAULT_HOST_PATHS);
+    const ours = readProcfs(DEFAULT_HOST_PATHS);
     expect(snmpdIndexes.length).toBeGreaterThan(0);
     expect([...cpuDeviceIndexes(ours.cpus).values()]).toEqual(snmpdIndexes);
     expect(ours.uptimeSeconds).toBeGreaterThan(0);
@@ -260,7 +260,7 @@ describeInMountNs('parsers equal snmpd 5.9.3 on fixture /proc and mount table (p
   it('numbers processors with CPU 1 offline as readProcfs does', async () => {
     if (!snmpd) throw new Error('snmpd did not start');
     const walk = await snmpwalk(snmpd, HR_PROCESSOR_FRW_ID);
-    const ours = await readProcfs(hostPaths({ procRoot: path.join(FIXTURES, 'proc-cpu1-offline') }));
+    const ours = readProcfs(hostPaths({ procRoot: path.join(FIXTURES, 'proc-cpu1-offline') }));
     expect([...columnValues(walk.varbinds, HR_PROCESSOR_FRW_ID).keys()]).toEqual([196608, 196610, 196611]);
     expect([...cpuDeviceIndexes(ours.cpus).values()]).toEqual([196608, 196610, 196611]);
   });

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HostCollectorState, collectHost } from '../../src/collectors/host';
-import { ImagePathResolver, parseMounts, readMounts } from '../../src/collectors/mounts';
-import { CollectorLogLevel, HostPaths, hostPaths, reportTo } from '../../src/collectors/paths';
+import { ImagePathResolver, MountTableReader, parseMounts, readMounts } from '../../src/collectors/mounts';
+import { CollectorLogLevel, HostPaths, hostPaths, readKernelFile, readKernelTextFile, reportTo } from '../../src/collectors/paths';
 import { parseCpuinfoProcessors, parseStatCpus, parseUptime, readProcfs } from '../../src/collectors/procfs';
 import { SysfsInterfaceRecord, parseIfIndex, readInterfaces, resolveParents } from '../../src/collectors/sysfs-net';
 import type { HostInterface } from '../../src/snapshot';
@@ -91,24 +91,61 @@ describe('procfs parsers', () => {
   });
 });
 
+describe('readKernelFile', () => {
+  it('gives a /proc file fresh contents on every read', async () => {
+    const first = readKernelFile('/proc/uptime');
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const second = readKernelFile('/proc/uptime');
+    expect(parseUptime(second)).toBeGreaterThan(parseUptime(first) ?? Infinity);
+  });
+
+  it('reads a replaced file anew', () => {
+    const file = path.join(scratch, 'replaced');
+    fs.writeFileSync(file, 'one\n');
+    expect(readKernelFile(file)).toBe('one\n');
+    fs.writeFileSync(`${file}.new`, 'two\n');
+    fs.renameSync(`${file}.new`, file);
+    expect(readKernelFile(file)).toBe('two\n');
+  });
+
+  it('reads a file larger than its buffer whole, and a small one after it', () => {
+    const file = path.join(scratch, 'large');
+    const text = 'cpu0 1 2 3 4 5 6 7 8 9\n'.repeat(20_000);
+    fs.writeFileSync(file, text);
+    expect(readKernelFile(file)).toBe(text);
+    expect(readKernelFile(fixture('proc', 'uptime'))).toBe(readFixture('proc', 'uptime'));
+  });
+
+  it('reports a file it cannot read by name and errno', () => {
+    const { lines, log } = recordingLog();
+    const missing = path.join(scratch, 'no-such-file');
+    expect(readKernelTextFile(missing, 'nothing lost', reportTo(log))).toBeUndefined();
+    expect(readKernelTextFile(scratch, 'nothing lost', reportTo(log))).toBeUndefined();
+    expect(lines).toEqual([
+      { level: 'warn', message: `cannot read ${missing}: ENOENT; nothing lost` },
+      { level: 'warn', message: `cannot read ${scratch}: EISDIR; nothing lost` },
+    ]);
+  });
+});
+
 describe('readProcfs', () => {
-  it('reads the captured /proc', async () => {
-    const info = await readProcfs(hostPaths({ procRoot: fixture('proc') }));
+  it('reads the captured /proc', () => {
+    const info = readProcfs(hostPaths({ procRoot: fixture('proc') }));
     expect(info).toEqual({ uptimeSeconds: 535.36, cpus: [0, 1] });
   });
 
-  it('leaves an offline CPU out and keeps the others at their kernel numbers', async () => {
-    const info = await readProcfs(hostPaths({ procRoot: fixture('proc-cpu1-offline') }));
+  it('leaves an offline CPU out and keeps the others at their kernel numbers', () => {
+    const info = readProcfs(hostPaths({ procRoot: fixture('proc-cpu1-offline') }));
     expect(info.cpus).toEqual([0, 2, 3]);
   });
 
-  it('takes CPUs from /proc/stat too (snmpd adds them on its next 5-second sample)', async () => {
+  it('takes CPUs from /proc/stat too (snmpd adds them on its next 5-second sample)', () => {
     const root = path.join(scratch, 'proc-stat-only');
     fs.mkdirSync(root);
     fs.writeFileSync(path.join(root, 'uptime'), '10.00 20.00\n');
     fs.writeFileSync(path.join(root, 'cpuinfo'), 'processor\t: 0\n\nprocessor\t: 1\n');
     fs.writeFileSync(path.join(root, 'stat'), 'cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu1 1 2 3 4\ncpu7 1 2 3 4\nintr 5\n');
-    const info = await readProcfs(hostPaths({ procRoot: root }));
+    const info = readProcfs(hostPaths({ procRoot: root }));
     expect(info.cpus).toEqual([0, 1, 7]);
   });
 });
@@ -267,6 +304,28 @@ describe('collectHost', () => {
       { level: 'info', message: `${mountsFile} is readable again` },
     ]);
     expect(host.mounts).toEqual(parseMounts(readFixture('mtab-variety')));
+  });
+});
+
+describe('MountTableReader', () => {
+  it('reads a mount table on procfs as the kernel has it now', async () => {
+    const reader = new MountTableReader();
+    const paths = hostPaths({ mountsFile: '/proc/self/mounts' });
+    expect(await reader.read(paths)).toEqual(parseMounts(fs.readFileSync('/proc/self/mounts', 'utf8')));
+    expect(await reader.read(paths)).toEqual(parseMounts(fs.readFileSync('/proc/self/mounts', 'utf8')));
+  });
+
+  it('reads a mount table on a real filesystem anew each time, and reports it missing', async () => {
+    const reader = new MountTableReader();
+    const mountsFile = path.join(scratch, 'mtab-changing');
+    const paths = hostPaths({ mountsFile });
+    const { lines, log } = recordingLog();
+    expect(await reader.read(paths, reportTo(log))).toEqual([]);
+    expect(lines).toEqual([{ level: 'warn', message: `cannot read ${mountsFile}: ENOENT; vmStorageParent will be 0 for every disk` }]);
+    fs.writeFileSync(mountsFile, '/dev/vda / ext4 rw 0 0\n');
+    expect(await reader.read(paths)).toEqual([{ device: '/dev/vda', mountPoint: '/', fsType: 'ext4', options: 'rw' }]);
+    fs.writeFileSync(mountsFile, '/dev/vdb /srv xfs ro 0 0\n');
+    expect(await reader.read(paths)).toEqual([{ device: '/dev/vdb', mountPoint: '/srv', fsType: 'xfs', options: 'ro' }]);
   });
 });
 
