@@ -112,11 +112,11 @@ function ipv6Text(p: Buffer, at: number): string {
 export class BridgeMdbCollector implements Collector<void, MdbEntry[]> {
   readonly name = 'bridge-mdb';
 
+  /** struct br_port_msg { family = AF_BRIDGE, ifindex = 0: all bridges }. */
+  private readonly request = Buffer.from([AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0]);
+
   async collect(): Promise<MdbEntry[]> {
-    // struct br_port_msg { family = AF_BRIDGE, ifindex = 0: all bridges }.
-    const request = Buffer.alloc(8);
-    request.writeUInt8(AF_BRIDGE, 0);
-    return Promise.resolve(parseMdbMessages(netlinkDump(RTM_GETMDB, request)));
+    return Promise.resolve(parseMdbMessages(netlinkDump(RTM_GETMDB, this.request)));
   }
 }
 

@@ -92,44 +92,84 @@ export interface NetlinkMessage {
   payload: Buffer;
 }
 
-let sequence = 0;
-
 /**
- * Sends a dump request (`type`, with `body` after the header) and returns the
- * answer's messages. Synchronous: see the top of the file.
+ * A socket for dumps and requests, opened on first use and kept: opening,
+ * binding and setting up a socket, and a 64 KiB receive buffer, for every
+ * dump cost more than the dump of an empty table. Exchanges are synchronous,
+ * so one never overlaps another; an answer is told from leftovers of an
+ * earlier one by its sequence number. After a failure of the socket itself
+ * it is closed, and the next exchange opens a new one.
  */
-export function netlinkDump(type: number, body: Buffer): NetlinkMessage[] {
-  return exchange(type, NLM_F_DUMP, body);
-}
+export class NetlinkRequestSocket {
+  private fd: number | null = null;
+  private sequence = 0;
+  private readonly receiveBuffer = Buffer.alloc(64 * 1024);
+  private readonly kernel = sockaddr();
 
-/**
- * Sends a request that changes something (`type`, `flags` beside
- * NLM_F_REQUEST|NLM_F_ACK, `body` after the header) and returns once the
- * kernel acknowledged it; throws a NetlinkError with the kernel's errno.
- */
-export function netlinkRequest(type: number, flags: number, body: Buffer): void {
-  exchange(type, NLM_F_ACK | flags, body);
-}
+  /** The descriptor of the socket open now, or null (for tests). */
+  get descriptor(): number | null {
+    return this.fd;
+  }
 
-function exchange(type: number, flags: number, body: Buffer): NetlinkMessage[] {
-  const c = api();
-  const fd = openSocket();
-  try {
-    // A safety net: the answer is there at once, so a read never waits this long.
-    const timeout = Buffer.alloc(16);
-    timeout.writeBigInt64LE(1n, 0);
-    if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeout, 16) < 0) throw new NetlinkError('setsockopt(SO_RCVTIMEO)', koffi.errno());
-    const seq = ++sequence;
+  /**
+   * Sends a request (`type`, `flags` beside NLM_F_REQUEST, `body` after the
+   * header) and returns the answer's messages, up to NLMSG_DONE or the
+   * kernel's acknowledgement; throws a NetlinkError with the kernel's errno
+   * when it refuses. A kept socket that cannot send (broken since its last
+   * use) is replaced and the request sent once more on a new one: nothing
+   * reached the kernel.
+   */
+  exchange(type: number, flags: number, body: Buffer): NetlinkMessage[] {
+    const reused = this.fd !== null;
+    const fd = this.open();
+    const seq = ++this.sequence;
     const request = Buffer.alloc(NLMSG_HDRLEN + body.length);
     request.writeUInt32LE(request.length, 0);
     request.writeUInt16LE(type, 4);
     request.writeUInt16LE(NLM_F_REQUEST | flags, 6);
     request.writeUInt32LE(seq, 8);
     body.copy(request, NLMSG_HDRLEN);
-    const kernel = sockaddr();
-    if (c.sendto(fd, request, request.length, 0, kernel, kernel.length) < 0) throw new NetlinkError('sendto', koffi.errno());
+    if (api().sendto(fd, request, request.length, 0, this.kernel, this.kernel.length) < 0) {
+      const errno = koffi.errno();
+      this.close();
+      if (reused) return this.exchange(type, flags, body);
+      throw new NetlinkError('sendto', errno);
+    }
+    try {
+      return this.receive(fd, type, seq);
+    } catch (err) {
+      // The kernel's refusal leaves the socket as good as before; anything else may not.
+      if (!(err instanceof NetlinkError && err.operation === `netlink request ${type}`)) this.close();
+      throw err;
+    }
+  }
+
+  /** Closes the socket; the next exchange opens another. */
+  close(): void {
+    if (this.fd === null) return;
+    api().close(this.fd);
+    this.fd = null;
+  }
+
+  private open(): number {
+    if (this.fd !== null) return this.fd;
+    const fd = openSocket();
+    // A safety net: the answer is there at once, so a read never waits this long.
+    const timeout = Buffer.alloc(16);
+    timeout.writeBigInt64LE(1n, 0);
+    if (api().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeout, 16) < 0) {
+      const errno = koffi.errno();
+      api().close(fd);
+      throw new NetlinkError('setsockopt(SO_RCVTIMEO)', errno);
+    }
+    this.fd = fd;
+    return fd;
+  }
+
+  private receive(fd: number, type: number, seq: number): NetlinkMessage[] {
+    const c = api();
+    const buf = this.receiveBuffer;
     const messages: NetlinkMessage[] = [];
-    const buf = Buffer.alloc(64 * 1024);
     for (;;) {
       const n = c.recv(fd, buf, buf.length, 0);
       if (n < 0) {
@@ -153,9 +193,27 @@ function exchange(type: number, flags: number, body: Buffer): NetlinkMessage[] {
         off += (len + 3) & ~3;
       }
     }
-  } finally {
-    c.close(fd);
   }
+}
+
+/** The process's socket for netlinkDump and netlinkRequest. */
+const requests = new NetlinkRequestSocket();
+
+/**
+ * Sends a dump request (`type`, with `body` after the header) and returns the
+ * answer's messages. Synchronous: see the top of the file.
+ */
+export function netlinkDump(type: number, body: Buffer): NetlinkMessage[] {
+  return requests.exchange(type, NLM_F_DUMP, body);
+}
+
+/**
+ * Sends a request that changes something (`type`, `flags` beside
+ * NLM_F_REQUEST|NLM_F_ACK, `body` after the header) and returns once the
+ * kernel acknowledged it; throws a NetlinkError with the kernel's errno.
+ */
+export function netlinkRequest(type: number, flags: number, body: Buffer): void {
+  requests.exchange(type, NLM_F_ACK | flags, body);
 }
 
 /** Iterates the attributes (struct rtattr / nlattr) in `buf` from `offset`: type without the nested flag, and the value. */
