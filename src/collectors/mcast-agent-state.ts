@@ -3,6 +3,10 @@
 // directory): a change is read at once, and every refresh also checks the
 // file's identity, in case a watch missed something. No file means no agent;
 // a file that does not parse is logged once and the last good state kept.
+// While there is no file (no agent on this host: the usual case), a refresh
+// looks for none: the watch of its directory, or of the nearest directory
+// on the way to it that exists, tells when it appears, and a look once a
+// minute covers a watch that missed it.
 import { promises as fs, watch, type FSWatcher } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -71,9 +75,15 @@ function isMulticast(address: string): boolean {
 
 /** How long a malformed file must stay unchanged before it is reported (a writer may still be at it). */
 const SETTLE_MS = 100;
+/** How often a refresh looks for a file that is not there while a watch waits for it. */
+const ABSENT_LOOK_MS = 60_000;
 
 export class McastAgentStateFile {
   private watcher: FSWatcher | null = null;
+  /** The directory watched: the file's, or the nearest existing one on the way to it; null when none is. */
+  private watchedDir: string | null = null;
+  /** When (performance.now()) the file was last found missing; null while it is there or not looked for. */
+  private absentSince: number | null = null;
   private state: McastAgentState | null = null;
   /** inode:size:mtime of what was last read, to notice a change the watch missed. */
   private identity = '';
@@ -109,8 +119,20 @@ export class McastAgentStateFile {
     await this.check();
   }
 
-  /** Reads the file again if it changed since the last read (each refresh calls it). */
-  async check(): Promise<void> {
+  /**
+   * Reads the file again if it changed since the last read (each refresh
+   * calls it). A file found missing is looked for only once a minute while a
+   * watch waits for it to appear.
+   */
+  check(): Promise<void> {
+    if (this.absentSince !== null && this.watcher !== null && performance.now() - this.absentSince < ABSENT_LOOK_MS) {
+      return Promise.resolve();
+    }
+    return this.read();
+  }
+
+  /** Reads the file if it changed, once at a time (see check()). */
+  private async read(): Promise<void> {
     if (this.reading !== null) {
       // The read under way may have opened the file before this change: read once more after it.
       this.readAgain = true;
@@ -131,26 +153,71 @@ export class McastAgentStateFile {
 
   close(): void {
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = null;
+    this.unwatch();
   }
 
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = null;
+    this.watchedDir = null;
+  }
+
+  /**
+   * Watches the file's directory, or while that does not exist the nearest
+   * one on the way to it that does, for the next directory down to appear.
+   */
   private ensureWatch(): void {
-    if (this.watcher !== null || this.closed) return;
     const dir = path.dirname(this.file);
-    const base = path.basename(this.file);
+    if (this.closed || this.watchedDir === dir) return;
+    for (let candidate = dir; candidate !== this.watchedDir;) {
+      const watcher = this.watchDirectory(candidate, dir);
+      if (watcher === 'missing') {
+        const parent = path.dirname(candidate);
+        if (parent === candidate) return;
+        candidate = parent;
+        continue;
+      }
+      this.unwatch();
+      if (watcher === null) return;
+      this.watcher = watcher;
+      this.watchedDir = candidate;
+      // A directory made below it before its watch began sends no event: look once more.
+      if (candidate !== dir) this.ensureWatch();
+      return;
+    }
+  }
+
+  /**
+   * A watch of `dir` on the way to (or being) `target`, the file's
+   * directory; 'missing' when `dir` does not exist (or is no directory),
+   * null when it cannot be watched (each refresh then reads the file and
+   * tries again).
+   */
+  private watchDirectory(dir: string, target: string): FSWatcher | 'missing' | null {
+    // inotify reports an event of the watched directory itself (removed, moved) under the directory's own name.
+    const own = path.basename(dir);
+    // Below the target: the name of the next directory down, whose appearance matters.
+    const next = dir === target ? path.basename(this.file) : path.relative(dir, target).split(path.sep)[0];
     try {
-      this.watcher = watch(dir, { persistent: false }, (_event, name) => {
-        if (name === null || name === base) void this.check();
+      const watcher = watch(dir, { persistent: false }, (_event, name) => {
+        if (name === own) {
+          this.unwatch();
+          this.absentSince = null;
+          void this.read();
+        } else if (name === null || name === next) {
+          this.absentSince = null;
+          void this.read();
+        }
       });
-      this.watcher.on('error', () => {
-        // The directory went away: watch again once it is back (each refresh tries).
-        this.watcher?.close();
-        this.watcher = null;
+      watcher.on('error', () => {
+        if (this.watcher !== watcher) return;
+        this.unwatch();
+        this.absentSince = null;
       });
-    } catch {
-      // No directory yet (no agent installed or started): each refresh tries again.
-      this.watcher = null;
+      return watcher;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : null;
     }
   }
 
@@ -159,18 +226,25 @@ export class McastAgentStateFile {
     let identity: string;
     let text: string | null = null;
     try {
-      const handle = await fs.open(this.file, 'r');
-      try {
-        const st = await handle.stat();
-        identity = `${st.ino}:${st.size}:${st.mtimeMs}`;
-        if (identity !== this.identity) text = await handle.readFile('utf8');
-      } finally {
-        await handle.close();
+      // A stat, one pool round trip, tells an unchanged file (every refresh's case); only a changed one is opened.
+      const seen = await fs.stat(this.file);
+      this.absentSince = null;
+      identity = `${seen.ino}:${seen.size}:${seen.mtimeMs}`;
+      if (identity !== this.identity) {
+        const handle = await fs.open(this.file, 'r');
+        try {
+          const st = await handle.stat();
+          identity = `${st.ino}:${st.size}:${st.mtimeMs}`;
+          if (identity !== this.identity) text = await handle.readFile('utf8');
+        } finally {
+          await handle.close();
+        }
       }
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOENT' || e.code === 'ENOTDIR') {
         if (this.state !== null) this.log('info', `${this.file} is gone: the multicast mobility agent has stopped`);
+        this.absentSince = performance.now();
         this.set(null, null, '');
         this.problem = null;
         this.fileProblem = false;

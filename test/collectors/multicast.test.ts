@@ -514,7 +514,7 @@ describe('McastAgentStateFile on a temp dir', () => {
     expect(log.lines).toEqual([]);
   });
 
-  test('a directory that appears later is watched from the next check', async () => {
+  test('a directory that appears later is watched, a check() meanwhile or not', async () => {
     const later = path.join(dir, 'run', 'vmm-mcastd');
     const log = recordingLog<CollectorLogLevel>();
     let changes = 0;
@@ -522,9 +522,79 @@ describe('McastAgentStateFile on a temp dir', () => {
     await watched.start();
     expect(watched.current()).toBeNull();
     fs.mkdirSync(later, { recursive: true });
-    await watched.check(); // what the next refresh does
+    await watched.check(); // what a refresh meanwhile does
     fs.writeFileSync(path.join(later, '.tmp'), stateText(process.pid));
     fs.renameSync(path.join(later, '.tmp'), path.join(later, 'state.json'));
+    await pollUntil('onChange', () => changes, (n) => n >= 1, 1000, 5);
+    expect(watched.current()?.proxyJoins).toHaveLength(1);
+  });
+
+  test('no file: a check() touches no file while a watch waits for it', async () => {
+    const { state, changes } = open();
+    await state.start();
+    const stat = jest.spyOn(fs.promises, 'stat');
+    const openFile = jest.spyOn(fs.promises, 'open');
+    for (let i = 0; i < 10; i++) await state.check();
+    expect([stat.mock.calls.length, openFile.mock.calls.length]).toEqual([0, 0]);
+    writeAtomically(stateText(process.pid));
+    await pollUntil('onChange after the write', () => changes(), (n) => n >= 1, 1000, 5);
+    expect(state.current()?.proxyJoins).toHaveLength(1);
+  });
+
+  test('no file: a check() a minute after it was found missing looks again', async () => {
+    const { state } = open();
+    await state.start();
+    const stat = jest.spyOn(fs.promises, 'stat');
+    await state.check();
+    expect(stat).not.toHaveBeenCalled();
+    const now = performance.now();
+    jest.spyOn(performance, 'now').mockReturnValue(now + 61_000);
+    await state.check();
+    expect(stat).toHaveBeenCalledTimes(1);
+  });
+
+  test('a file present is checked by one stat per check(), and read only when it changed', async () => {
+    const { state, changes } = open();
+    writeAtomically(stateText(process.pid));
+    await state.start();
+    const stat = jest.spyOn(fs.promises, 'stat');
+    const openFile = jest.spyOn(fs.promises, 'open');
+    await state.check();
+    await state.check();
+    expect([stat.mock.calls.length, openFile.mock.calls.length]).toEqual([2, 0]);
+    expect(changes()).toBe(1);
+  });
+
+  test('directories that appear later, and the file in them, are seen through watches alone', async () => {
+    const later = path.join(dir, 'run', 'vmm-mcastd');
+    const log = recordingLog<CollectorLogLevel>();
+    let changes = 0;
+    watched = new McastAgentStateFile(path.join(later, 'state.json'), log.log, () => { changes++; });
+    await watched.start();
+    fs.mkdirSync(path.join(dir, 'run'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fs.mkdirSync(later);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fs.writeFileSync(path.join(later, '.tmp'), stateText(process.pid));
+    fs.renameSync(path.join(later, '.tmp'), path.join(later, 'state.json'));
+    await pollUntil('onChange', () => changes, (n) => n >= 1, 1000, 5);
+    expect(watched.current()?.proxyJoins).toHaveLength(1);
+    expect(log.lines).toEqual([]);
+  });
+
+  test('its directory removed and made again: the file written then is seen through the watch alone', async () => {
+    const sub = path.join(dir, 'vmm-mcastd');
+    fs.mkdirSync(sub);
+    const log = recordingLog<CollectorLogLevel>();
+    let changes = 0;
+    watched = new McastAgentStateFile(path.join(sub, 'state.json'), log.log, () => { changes++; });
+    await watched.start();
+    fs.rmdirSync(sub);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fs.mkdirSync(sub);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fs.writeFileSync(path.join(sub, '.tmp'), stateText(process.pid));
+    fs.renameSync(path.join(sub, '.tmp'), path.join(sub, 'state.json'));
     await pollUntil('onChange', () => changes, (n) => n >= 1, 1000, 5);
     expect(watched.current()?.proxyJoins).toHaveLength(1);
   });
