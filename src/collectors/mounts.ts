@@ -7,6 +7,9 @@ import type { Collector } from './collector';
 import { forEachLimited } from './limited';
 import { HostPaths, ReportUnreadable, ignoreUnreadable, readKernelFile, readTextFile } from './paths';
 
+/** What an unreadable mount table costs, in MIB terms. */
+const MOUNTS_LOST = 'vmStorageParent will be 0 for every disk';
+
 /** statfs(2) f_type of procfs (linux/magic.h). */
 const PROC_SUPER_MAGIC = 0x9fa0;
 
@@ -94,7 +97,7 @@ export class ImagePathResolver implements Collector<readonly string[], ReadonlyM
 
 /** The mount table, or [] after reporting that it could not be read. */
 export async function readMounts(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): Promise<MountEntry[]> {
-  const text = await readTextFile(paths.mountsFile, 'vmStorageParent will be 0 for every disk', report);
+  const text = await readTextFile(paths.mountsFile, MOUNTS_LOST, report);
   return text === undefined ? [] : parseMounts(text);
 }
 
@@ -104,23 +107,37 @@ export async function readMounts(paths: HostPaths, report: ReportUnreadable = ig
  * /proc/self/mounts, which the kernel makes from memory (see
  * readKernelFile). Where the file lies is found out once, off the main
  * thread, and again after a read fails; a mount table on a real filesystem
- * is always read on the libuv pool.
+ * is always read on the libuv pool. The same text gives the same entries
+ * (the same array): the table rarely changes, and parsing it costs more
+ * than reading it.
  */
 export class MountTableReader {
   /** The file's real path when it is on procfs, null when it is not; undefined: not found out yet. */
   private kernelFile: string | null | undefined = undefined;
+  private lastText: string | null = null;
+  private lastEntries: MountEntry[] = [];
 
   async read(paths: HostPaths, report: ReportUnreadable = ignoreUnreadable): Promise<MountEntry[]> {
+    const text = await this.readText(paths, report);
+    if (text === undefined) return [];
+    if (text !== this.lastText) {
+      this.lastEntries = parseMounts(text);
+      this.lastText = text;
+    }
+    return this.lastEntries;
+  }
+
+  private async readText(paths: HostPaths, report: ReportUnreadable): Promise<string | undefined> {
     if (this.kernelFile === undefined) this.kernelFile = await procfsPathOf(paths.mountsFile);
     if (this.kernelFile !== null && this.kernelFile !== undefined) {
       try {
-        return parseMounts(readKernelFile(this.kernelFile));
+        return readKernelFile(this.kernelFile);
       } catch {
         // Read it the ordinary way, which reports the failure under the configured name; look again next time.
         this.kernelFile = undefined;
       }
     }
-    return readMounts(paths, report);
+    return readTextFile(paths.mountsFile, MOUNTS_LOST, report);
   }
 }
 

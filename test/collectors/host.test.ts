@@ -315,7 +315,7 @@ describe('MountTableReader', () => {
     expect(await reader.read(paths)).toEqual(parseMounts(fs.readFileSync('/proc/self/mounts', 'utf8')));
   });
 
-  it('reads a mount table on a real filesystem anew each time, and reports it missing', async () => {
+  it('reads a mount table on a real filesystem anew each time (the same text: the same entries), and reports it missing', async () => {
     const reader = new MountTableReader();
     const mountsFile = path.join(scratch, 'mtab-changing');
     const paths = hostPaths({ mountsFile });
@@ -323,7 +323,9 @@ describe('MountTableReader', () => {
     expect(await reader.read(paths, reportTo(log))).toEqual([]);
     expect(lines).toEqual([{ level: 'warn', message: `cannot read ${mountsFile}: ENOENT; vmStorageParent will be 0 for every disk` }]);
     fs.writeFileSync(mountsFile, '/dev/vda / ext4 rw 0 0\n');
-    expect(await reader.read(paths)).toEqual([{ device: '/dev/vda', mountPoint: '/', fsType: 'ext4', options: 'rw' }]);
+    const first = await reader.read(paths);
+    expect(first).toEqual([{ device: '/dev/vda', mountPoint: '/', fsType: 'ext4', options: 'rw' }]);
+    expect(await reader.read(paths)).toBe(first);
     fs.writeFileSync(mountsFile, '/dev/vdb /srv xfs ro 0 0\n');
     expect(await reader.read(paths)).toEqual([{ device: '/dev/vdb', mountPoint: '/srv', fsType: 'xfs', options: 'ro' }]);
   });
