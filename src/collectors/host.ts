@@ -15,11 +15,12 @@ const RTNLGRP_LINK = 1;
 
 /**
  * What the host collector remembers between refreshes: an unreadable file is
- * logged when it breaks and when it recovers, not on every refresh.
+ * logged when it breaks and when it recovers, not on every refresh; and the
+ * mount table, with where it lies.
  */
 export class HostCollectorState {
   private readonly failing = new Map<string, string>();
-  /** Remembers whether the mount table is a kernel file. */
+  /** Knows whether the mount table is a kernel file, and its last entries. */
   readonly mountTable = new MountTableReader();
 
   /** A reporter for one refresh: warns on a new failure, debug while it lasts. */
