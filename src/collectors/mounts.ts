@@ -114,6 +114,8 @@ export async function readMounts(paths: HostPaths, report: ReportUnreadable = ig
 export class MountTableReader {
   /** The file's real path when it is on procfs, null when it is not; undefined: not found out yet. */
   private kernelFile: string | null | undefined = undefined;
+  /** The configured name kernelFile was found for. */
+  private kernelFileOf = '';
   private lastText: string | null = null;
   private lastEntries: MountEntry[] = [];
 
@@ -128,7 +130,10 @@ export class MountTableReader {
   }
 
   private async readText(paths: HostPaths, report: ReportUnreadable): Promise<string | undefined> {
-    if (this.kernelFile === undefined) this.kernelFile = await procfsPathOf(paths.mountsFile);
+    if (this.kernelFile === undefined || this.kernelFileOf !== paths.mountsFile) {
+      this.kernelFileOf = paths.mountsFile;
+      this.kernelFile = await procfsPathOf(paths.mountsFile);
+    }
     if (this.kernelFile !== null && this.kernelFile !== undefined) {
       try {
         return readKernelFile(this.kernelFile);

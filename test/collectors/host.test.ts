@@ -315,6 +315,14 @@ describe('MountTableReader', () => {
     expect(await reader.read(paths)).toEqual(parseMounts(fs.readFileSync('/proc/self/mounts', 'utf8')));
   });
 
+  it('reads the file it is given when given another', async () => {
+    const reader = new MountTableReader();
+    const other = path.join(scratch, 'mtab-other');
+    fs.writeFileSync(other, '/dev/vdc /data ext4 rw 0 0\n');
+    expect(await reader.read(hostPaths({ mountsFile: '/proc/self/mounts' }))).toEqual(parseMounts(fs.readFileSync('/proc/self/mounts', 'utf8')));
+    expect(await reader.read(hostPaths({ mountsFile: other }))).toEqual([{ device: '/dev/vdc', mountPoint: '/data', fsType: 'ext4', options: 'rw' }]);
+  });
+
   it('reads a mount table on a real filesystem anew each time (the same text: the same entries), and reports it missing', async () => {
     const reader = new MountTableReader();
     const mountsFile = path.join(scratch, 'mtab-changing');
