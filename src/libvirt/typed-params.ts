@@ -7,8 +7,8 @@
 // without a per-element object decode.
 
 import koffi from 'koffi';
+import { FieldNameTable } from './field-names';
 import {
-  TYPED_PARAM_FIELD_LENGTH,
   TYPED_PARAM_SIZE,
   TYPED_PARAM_TYPE_OFFSET,
   TYPED_PARAM_VALUE_OFFSET,
@@ -21,23 +21,23 @@ import { endianness } from 'node:os';
 export type TypedParamValue = number | bigint | boolean | string;
 
 const littleEndian = endianness() === 'LE';
+const fieldNames = new FieldNameTable<string>((name) => name);
 
 /** Decodes `count` parameters stored in `bytes` (a Buffer we allocated, or a view of libvirt's memory). */
 export function decodeTypedParams(bytes: Uint8Array, count: number): Map<string, TypedParamValue> {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const params = new Map<string, TypedParamValue>();
   for (let i = 0; i < count; i++) {
-    const base = i * TYPED_PARAM_SIZE;
-    let end = base;
-    const limit = base + TYPED_PARAM_FIELD_LENGTH;
-    while (end < limit && text[end] !== 0) end++;
-    const field = text.toString('utf8', base, end);
-    const at = base + TYPED_PARAM_VALUE_OFFSET;
-    const value = readValue(view, view.getInt32(base + TYPED_PARAM_TYPE_OFFSET, littleEndian), at);
-    if (value !== undefined) params.set(field, value);
+    const value = typedParamValue(view, i);
+    if (value !== undefined) params.set(fieldNames.lookup(bytes, i * TYPED_PARAM_SIZE), value);
   }
   return params;
+}
+
+/** The value of parameter `i` of the array in `view`, or undefined for a type this code does not know. */
+export function typedParamValue(view: DataView, i: number): TypedParamValue | undefined {
+  const base = i * TYPED_PARAM_SIZE;
+  return readValue(view, view.getInt32(base + TYPED_PARAM_TYPE_OFFSET, littleEndian), base + TYPED_PARAM_VALUE_OFFSET);
 }
 
 /** Decodes a typed-parameter array that libvirt owns (valid only until libvirt frees it). */
@@ -72,15 +72,23 @@ function readValue(view: DataView, type: number, at: number): TypedParamValue | 
 
 /** A counter-like parameter as BigInt, or null when absent or not numeric. */
 export function paramBigInt(params: ReadonlyMap<string, TypedParamValue>, name: string): bigint | null {
-  const v = params.get(name);
+  return asBigInt(params.get(name));
+}
+
+/** A small integer parameter as number, or null when absent or not numeric. */
+export function paramNumber(params: ReadonlyMap<string, TypedParamValue>, name: string): number | null {
+  return asNumber(params.get(name));
+}
+
+/** A counter-like value as BigInt, or null when absent or not an integer. */
+export function asBigInt(v: TypedParamValue | undefined): bigint | null {
   if (typeof v === 'bigint') return v;
   if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
   return null;
 }
 
-/** A small integer parameter as number, or null when absent or not numeric. */
-export function paramNumber(params: ReadonlyMap<string, TypedParamValue>, name: string): number | null {
-  const v = params.get(name);
+/** A numeric value as number, or null when absent or not numeric. */
+export function asNumber(v: TypedParamValue | undefined): number | null {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint') return Number(v);
   return null;

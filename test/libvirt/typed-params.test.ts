@@ -1,18 +1,6 @@
 import { decodeTypedParams, paramBigInt, paramNumber } from '../../src/libvirt/typed-params';
-import { TYPED_PARAM_SIZE, TYPED_PARAM_TYPE_OFFSET, TYPED_PARAM_VALUE_OFFSET, TypedParamType } from '../../src/libvirt/ffi';
-
-/** Lays out virTypedParameter structs the way libvirt does on LP64 little-endian Linux. */
-function encode(params: Array<[string, number, (view: DataView, at: number) => void]>): Buffer {
-  const buf = Buffer.alloc(params.length * TYPED_PARAM_SIZE);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  params.forEach(([field, type, write], i) => {
-    const base = i * TYPED_PARAM_SIZE;
-    buf.write(field, base, 'utf8');
-    view.setInt32(base + TYPED_PARAM_TYPE_OFFSET, type, true);
-    write(view, base + TYPED_PARAM_VALUE_OFFSET);
-  });
-  return buf;
-}
+import { TypedParamType } from '../../src/libvirt/ffi';
+import { encodeTypedParams as encode } from '../harness/typed-params';
 
 describe('decodeTypedParams', () => {
   it('decodes every scalar type, keeping 64-bit values exact', () => {
@@ -45,5 +33,22 @@ describe('decodeTypedParams', () => {
     const name = 'x'.repeat(80);
     const params = decodeTypedParams(encode([[name, TypedParamType.INT, (v, at) => v.setInt32(at, 7, true)]]), 1);
     expect(params.get(name)).toBe(7);
+  });
+});
+
+describe('decodeTypedParams field names', () => {
+  it('decodes the same names again correctly, ASCII or not, after other names at the same place', () => {
+    const first = encode([
+      ['state.state', TypedParamType.INT, (v, at) => v.setInt32(at, 1, true)],
+      ['état', TypedParamType.INT, (v, at) => v.setInt32(at, 2, true)],
+    ]);
+    const second = encode([
+      ['state.reason', TypedParamType.INT, (v, at) => v.setInt32(at, 3, true)],
+      ['état', TypedParamType.INT, (v, at) => v.setInt32(at, 4, true)],
+      ['state.state', TypedParamType.INT, (v, at) => v.setInt32(at, 5, true)],
+    ]);
+    expect([...decodeTypedParams(first, 2)]).toEqual([['state.state', 1], ['état', 2]]);
+    expect([...decodeTypedParams(second, 3)]).toEqual([['state.reason', 3], ['état', 4], ['state.state', 5]]);
+    expect([...decodeTypedParams(first, 2)]).toEqual([['state.state', 1], ['état', 2]]);
   });
 });
