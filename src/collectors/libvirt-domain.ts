@@ -35,7 +35,8 @@ import {
 } from '../libvirt/domain-calls';
 import { ErrorCode, LibvirtError } from '../libvirt/errors';
 import type { DomainPtr } from '../libvirt/ffi';
-import { paramBigInt, paramNumber, type TypedParamValue } from '../libvirt/typed-params';
+import { blockIndexByName, type BulkBlock, type DomainStats } from '../libvirt/domain-stats';
+import { paramBigInt, type TypedParamValue } from '../libvirt/typed-params';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
 import { sharedNumberList } from './interner';
@@ -45,8 +46,8 @@ export interface DomainTarget {
   uuid: string;
   name: string;
   id: number;
-  /** This domain's virConnectGetAllDomainStats parameters (maybe only state.*), or empty. */
-  stats: ReadonlyMap<string, TypedParamValue>;
+  /** This domain's virConnectGetAllDomainStats record (maybe only state.*), or NO_DOMAIN_STATS. */
+  stats: DomainStats;
 }
 
 /** Answers from the bulk filtered domain lists, or null when the driver rejected the filters. */
@@ -119,13 +120,13 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
   const steady = cachedFacts !== undefined ? previous : null;
   const facts = cachedFacts ?? parsedXml(t.uuid, await domainXml(t.dom), ctx);
 
-  const bulkState = paramNumber(t.stats, 'state.state');
+  const bulkState = t.stats.state;
   const { state, reason } =
-    bulkState !== null ? { state: bulkState, reason: paramNumber(t.stats, 'state.reason') ?? 0 } : await domainState(t.dom);
+    bulkState !== null ? { state: bulkState, reason: t.stats.reason ?? 0 } : await domainState(t.dom);
   const active = t.id !== -1;
 
-  const balloon = paramBigInt(t.stats, 'balloon.current');
-  const cpuTime = paramBigInt(t.stats, 'cpu.time');
+  const balloon = t.stats.balloonKiB;
+  const cpuTime = t.stats.cpuTimeNs;
   const { memoryKiB, cpuTimeNs } =
     balloon !== null && (cpuTime !== null || !active)
       ? { memoryKiB: balloon, cpuTimeNs: cpuTime ?? 0n }
@@ -191,12 +192,13 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
       job = { type: 0, operation: null }; // none at the last look, as jobMayRun found
     }
   }
-  const blockIndex = bulkBlockIndex(t.stats);
+  const blockIndex = t.stats.blockCount === null ? null : blockIndexByName(t.stats);
   // Sized up front: an array grown by push() keeps room for 17 (~120 bytes a domain).
   const disks = new Array<DiskRecord>(facts.disks.length);
   for (let i = 0; i < disks.length; i++) {
     const disk = facts.disks[i];
-    disks[i] = await diskRecord(t, disk, active, blockIndex.get(disk.target), ctx);
+    const bulkIndex = blockIndex?.get(disk.target);
+    disks[i] = await diskRecord(t, disk, active, bulkIndex === undefined ? null : t.stats.blocks[bulkIndex] ?? null, ctx);
   }
 
   return recordFromFacts(facts, {
@@ -309,20 +311,17 @@ async function diskRecord(
   t: DomainTarget,
   disk: XmlDisk,
   active: boolean,
-  bulkIndex: number | undefined,
+  bulk: BulkBlock | null,
   ctx: DomainQueryContext,
 ): Promise<DiskRecord> {
   const record = diskRecordFromXml(disk);
   // An empty drive (ejected CD-ROM) has nothing to size or count.
   if (disk.source === null || disk.target === '') return record;
 
-  const prefix = bulkIndex !== undefined ? `block.${bulkIndex}.` : null;
-  const bulk = (name: string): bigint | null => (prefix !== null ? paramBigInt(t.stats, prefix + name) : null);
-
-  if (bulk('capacity') !== null) {
-    record.capacity = bulk('capacity');
-    record.allocation = bulk('allocation');
-    record.physical = bulk('physical');
+  if (bulk !== null && bulk.capacity !== null) {
+    record.capacity = bulk.capacity;
+    record.allocation = bulk.allocation;
+    record.physical = bulk.physical;
   } else {
     try {
       const info = await blockInfo(t.dom, disk.target);
@@ -335,13 +334,13 @@ async function diskRecord(
   }
   if (!active) return record;
 
-  if (bulk('rd.reqs') !== null) {
-    record.rdReq = bulk('rd.reqs');
-    record.wrReq = bulk('wr.reqs');
-    record.rdBytes = bulk('rd.bytes');
-    record.wrBytes = bulk('wr.bytes');
-    record.rdTotalTimeNs = bulk('rd.times');
-    record.wrTotalTimeNs = bulk('wr.times');
+  if (bulk !== null && bulk.rdReqs !== null) {
+    record.rdReq = bulk.rdReqs;
+    record.wrReq = bulk.wrReqs;
+    record.rdBytes = bulk.rdBytes;
+    record.wrBytes = bulk.wrBytes;
+    record.rdTotalTimeNs = bulk.rdTimes;
+    record.wrTotalTimeNs = bulk.wrTimes;
     return record;
   }
   let stats: Map<string, TypedParamValue> | null = null;
@@ -419,30 +418,7 @@ async function queryJob(t: DomainTarget, active: boolean, ctx: DomainQueryContex
 }
 
 /** vcpu.<n>.state / vcpu.<n>.time from the bulk stats, or null when the driver left the group out. */
-function vcpusFromStats(stats: ReadonlyMap<string, TypedParamValue>): VcpuRuntime[] | null {
-  if (!stats.has('vcpu.current')) return null;
-  const vcpus: VcpuRuntime[] = [];
-  for (const key of stats.keys()) {
-    const m = /^vcpu\.(\d+)\.state$/.exec(key);
-    if (m === null) continue;
-    const n = Number(m[1]);
-    vcpus.push({
-      number: n,
-      state: paramNumber(stats, key),
-      cpuTimeNs: paramBigInt(stats, `vcpu.${n}.time`),
-    });
-  }
-  return vcpus.sort((a, b) => a.number - b.number);
-}
-
-/** block.<i>.name → i, for the bulk block group. */
-function bulkBlockIndex(stats: ReadonlyMap<string, TypedParamValue>): Map<string, number> {
-  const index = new Map<string, number>();
-  const count = paramNumber(stats, 'block.count') ?? 0;
-  for (let i = 0; i < count; i++) {
-    const name = stats.get(`block.${i}.name`);
-    // With VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING a name repeats for backing images; the first is the top.
-    if (typeof name === 'string' && !index.has(name)) index.set(name, i);
-  }
-  return index;
+function vcpusFromStats(stats: DomainStats): VcpuRuntime[] | null {
+  if (!stats.vcpuGroup) return null;
+  return stats.vcpus.map((v): VcpuRuntime => ({ number: v.number, state: v.state, cpuTimeNs: v.timeNs }));
 }

@@ -36,13 +36,13 @@ import {
   domainId,
   domainName,
   domainUuid,
-  listDomains,
+  listDomainsWithoutStats,
   listDomainUuids,
   lookupDomain,
-  releaseDomain,
   releaseDomainLater,
   retainConnection,
-  type DomainStatsEntry,
+  retainDomain,
+  type DomainList,
 } from '../libvirt/calls';
 import { LibvirtConnection } from '../libvirt/connection';
 import type { ConfigChangeListener, JobCompletedListener, LifecycleListener, MigrationIterationListener } from '../libvirt/domain-events';
@@ -302,18 +302,21 @@ export class LibvirtCollector {
 
   private async collectFrom(conn: ConnectPtr, only: ReadonlySet<string> | undefined): Promise<DomainRecord[]> {
     const driver = this.knowledgeOf(conn);
-    let targets: DomainTarget[];
+    let list: DomainList;
     try {
-      targets = await this.connectionWide(this.listTargets(conn, driver), 'listing domains', (late) => {
-        for (const t of late) void releaseDomainLater(t.dom);
-      });
+      list = await this.connectionWide(this.listDomains(conn, driver), 'listing domains', (late) => void late.freeLater());
     } catch (err) {
       await this.connection.checkAfterError(conn, err);
       throw err;
     }
-    // Targets whose domain reference a late query still holds (it frees them).
-    const handedOver = new Set<DomainTarget>();
     try {
+      const targets = list.entries.map(({ dom, stats }): DomainTarget => ({
+        dom,
+        uuid: domainUuid(dom),
+        name: domainName(dom),
+        id: domainId(dom),
+        stats,
+      }));
       const everything = only === undefined;
       const asked = everything ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
       const resync = everything && !this.allStale && this.resyncMs > 0 && this.clock() >= this.nextResyncAt;
@@ -358,7 +361,7 @@ export class LibvirtCollector {
       const outcomes = new Map<string, Outcome>();
       await forEachLimited(asked, this.concurrency, async (t) => {
         const before = resync && changedByEvent !== null && !changedByEvent.has(t.uuid) ? this.configOf(t.uuid) : null;
-        const outcome = await this.queryWithDeadline(t, ctx, previous.get(t.uuid) ?? null, handedOver);
+        const outcome = await this.queryWithDeadline(t, ctx, previous.get(t.uuid) ?? null);
         outcomes.set(t.uuid, outcome);
         if (outcome.kind !== 'ok') this.stale.add(t.uuid);
         else if (before !== null) this.reportMissedEvent(t, before, outcome.record);
@@ -366,7 +369,7 @@ export class LibvirtCollector {
       if (asked !== targets) for (const t of targets) if (!outcomes.has(t.uuid)) outcomes.set(t.uuid, { kind: 'kept' });
       return await this.assemble(conn, targets, outcomes);
     } finally {
-      for (const t of targets) if (!handedOver.has(t)) releaseDomain(t.dom);
+      list.free();
     }
   }
 
@@ -416,27 +419,19 @@ export class LibvirtCollector {
   }
 
   /** All domains with their bulk stats; a plain list where the driver lacks virConnectGetAllDomainStats. */
-  private async listTargets(conn: ConnectPtr, driver: DriverKnowledge): Promise<DomainTarget[]> {
-    let entries: DomainStatsEntry[];
+  private async listDomains(conn: ConnectPtr, driver: DriverKnowledge): Promise<DomainList> {
     try {
-      entries = await allDomainStats(conn, STATS_GROUPS, driver.statsNoWait ? GET_ALL_DOMAINS_STATS_NOWAIT : 0);
+      return await allDomainStats(conn, STATS_GROUPS, driver.statsNoWait ? GET_ALL_DOMAINS_STATS_NOWAIT : 0);
     } catch (err) {
       if (!(err instanceof LibvirtError) || err.isConnectionError) throw err;
       if (driver.statsNoWait && (err.code === ErrorCode.INVALID_ARG || err.isUnsupported)) {
         // Daemons older than libvirt 6.0 reject the NOWAIT flag.
         driver.statsNoWait = false;
-        return this.listTargets(conn, driver);
+        return this.listDomains(conn, driver);
       }
       this.logOnce('bulk-stats', 'debug', `bulk domain stats unavailable (${err.libvirtMessage}); querying per domain`);
-      entries = (await listDomains(conn, 0)).map((dom) => ({ dom, params: new Map() }));
+      return listDomainsWithoutStats(conn, 0);
     }
-    return entries.map(({ dom, params }) => ({
-      dom,
-      uuid: domainUuid(dom),
-      name: domainName(dom),
-      id: domainId(dom),
-      stats: params,
-    }));
   }
 
   /** Autostart, persistence and managed save of all domains from 3 filtered lists, not 3 calls per domain. */
@@ -457,12 +452,7 @@ export class LibvirtCollector {
     }
   }
 
-  private async queryWithDeadline(
-    t: DomainTarget,
-    ctx: DomainQueryContext,
-    previous: DomainRecord | null,
-    handedOver: Set<DomainTarget>,
-  ): Promise<Outcome> {
+  private async queryWithDeadline(t: DomainTarget, ctx: DomainQueryContext, previous: DomainRecord | null): Promise<Outcome> {
     // Still busy with an earlier refresh's call: do not stack another one on it.
     if (this.inFlight.has(t.uuid)) return { kind: 'late' };
     this.inFlight.add(t.uuid);
@@ -481,7 +471,8 @@ export class LibvirtCollector {
     }
     this.logOnce(`${t.uuid}:late`, 'warn',
       `domain ${t.name} (${t.uuid}) did not answer within ${this.domainTimeoutMs} ms; serving its previous values`);
-    handedOver.add(t);
+    // The late query outlives the domain list: it holds a reference of its own, dropped when it returns.
+    retainDomain(t.dom);
     void work.then((late) => {
       this.inFlight.delete(t.uuid);
       void releaseDomainLater(t.dom);
@@ -549,13 +540,11 @@ export class LibvirtCollector {
 
 /** A stale record with the state, reason and id this refresh's bulk list did report. */
 function withFreshState(previous: DomainRecord, t: DomainTarget): DomainRecord {
-  const state = t.stats.get('state.state');
-  const reason = t.stats.get('state.reason');
   return {
     ...previous,
     id: t.id,
-    state: typeof state === 'number' ? state : previous.state,
-    reason: typeof reason === 'number' ? reason : previous.reason,
+    state: t.stats.state ?? previous.state,
+    reason: t.stats.reason ?? previous.reason,
   };
 }
 

@@ -14,6 +14,7 @@ import type { KoffiFunc } from 'koffi';
 import {
   libvirt,
   STATS_RECORD_SIZE,
+  TYPED_PARAM_SIZE,
   UUID_STRING_BUFLEN,
   VIR_CONNECT_RO,
   type ConnectPtr,
@@ -23,7 +24,7 @@ import {
   type NodeInfoStruct,
 } from './ffi';
 import { errorMark, failure } from './errors';
-import { decodeNativeTypedParams, type TypedParamValue } from './typed-params';
+import { decodeDomainStats, NO_DOMAIN_STATS, type DomainStats } from './domain-stats';
 import { endianness } from 'node:os';
 
 const littleEndian = endianness() === 'LE';
@@ -208,16 +209,32 @@ export async function listDomainUuids(conn: ConnectPtr, flags: number): Promise<
 }
 
 export interface DomainStatsEntry {
-  /** A reference the caller owns: release it with releaseDomain(). */
+  /** Valid while the list holds it: a caller that keeps it longer takes its own reference (retainDomain). */
   dom: DomainPtr;
-  params: Map<string, TypedParamValue>;
+  stats: DomainStats;
+}
+
+/**
+ * The domains of one listing, with their bulk stats where there are any. The
+ * list owns one reference to each domain and drops them all with free():
+ * one call, rather than one virDomainFree per domain.
+ */
+export interface DomainList {
+  readonly entries: readonly DomainStatsEntry[];
+  /**
+   * Drops the references, synchronously: only while holding a connection
+   * reference (see releaseDomain).
+   */
+  free(): void;
+  /** Drops the references on the thread pool, for use outside a retained connection. */
+  freeLater(): Promise<void>;
 }
 
 /**
  * virConnectGetAllDomainStats for all domains (active and inactive). Groups
- * the driver does not support are silently missing from `params`.
+ * the driver does not support are missing from `stats`.
  */
-export async function allDomainStats(conn: ConnectPtr, groups: number, flags: number): Promise<DomainStatsEntry[]> {
+export async function allDomainStats(conn: ConnectPtr, groups: number, flags: number): Promise<DomainList> {
   const out: [NativePtr | null] = [null];
   const n = await checked(
     `virConnectGetAllDomainStats(flags=${flags})`,
@@ -225,22 +242,54 @@ export async function allDomainStats(conn: ConnectPtr, groups: number, flags: nu
     nonNegative,
   );
   const list = out[0];
-  if (list === null) return [];
-  const entries: DomainStatsEntry[] = [];
+  if (list === null) return domainList([]);
+  // The records, and with them the domain references, are freed with the
+  // list: each domain is used only while the list lives.
+  let entries: DomainStatsEntry[];
   try {
     const recordPtrs = n > 0 ? (koffi.decode(list, 'void *', n) as NativePtr[]) : [];
-    for (const rec of recordPtrs) {
+    entries = recordPtrs.map((rec) => {
       const raw = new DataView(koffi.view(rec, STATS_RECORD_SIZE));
       const dom = raw.getBigUint64(0, littleEndian) as DomainPtr;
       const paramsPtr = raw.getBigUint64(8, littleEndian);
       const nparams = raw.getInt32(16, littleEndian);
-      api().virDomainRef(dom);
-      entries.push({ dom, params: decodeNativeTypedParams(paramsPtr, nparams) });
-    }
-  } finally {
+      const stats = paramsPtr === 0n || nparams <= 0
+        ? NO_DOMAIN_STATS
+        : decodeDomainStats(new Uint8Array(koffi.view(paramsPtr, nparams * TYPED_PARAM_SIZE)), nparams);
+      return { dom, stats };
+    });
+  } catch (err) {
     api().virDomainStatsRecordListFree(list);
+    throw err;
   }
-  return entries;
+  return {
+    entries,
+    free: () => api().virDomainStatsRecordListFree(list),
+    freeLater: () => callAsync(api().virDomainStatsRecordListFree, list).then(() => undefined, () => undefined),
+  };
+}
+
+/** Every domain (virConnectListAllDomains, `flags`), without stats: for drivers that lack bulk stats. */
+export async function listDomainsWithoutStats(conn: ConnectPtr, flags: number): Promise<DomainList> {
+  return domainList(await listDomains(conn, flags));
+}
+
+/** A list owning one reference to each of `doms`. */
+function domainList(doms: DomainPtr[]): DomainList {
+  return {
+    entries: doms.map((dom) => ({ dom, stats: NO_DOMAIN_STATS })),
+    free: () => {
+      for (const dom of doms) releaseDomain(dom);
+    },
+    freeLater: async () => {
+      await Promise.all(doms.map(releaseDomainLater));
+    },
+  };
+}
+
+/** Takes a reference to `dom`, for use beyond the list it came in. Local refcount only: never blocks. */
+export function retainDomain(dom: DomainPtr): void {
+  api().virDomainRef(dom);
 }
 
 /**
@@ -271,10 +320,14 @@ export function lookupDomainByName(conn: ConnectPtr, name: string): Promise<Doma
 
 // ------------------------------------------------- domain accessors (local)
 
+/** virDomainGetUUIDString's buffer, reused: the call is synchronous. */
+const uuidBuffer = Buffer.alloc(UUID_STRING_BUFLEN);
+
 export function domainUuid(dom: DomainPtr): string {
-  const buf = Buffer.alloc(UUID_STRING_BUFLEN);
-  api().virDomainGetUUIDString(dom, buf);
-  return buf.toString('latin1', 0, buf.indexOf(0)).toLowerCase();
+  uuidBuffer[0] = 0;
+  api().virDomainGetUUIDString(dom, uuidBuffer);
+  const end = uuidBuffer.indexOf(0);
+  return uuidBuffer.toString('latin1', 0, end < 0 ? UUID_STRING_BUFLEN : end).toLowerCase();
 }
 
 export function domainName(dom: DomainPtr): string {

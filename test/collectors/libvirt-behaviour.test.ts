@@ -6,6 +6,7 @@ import * as path from 'path';
 import koffi from 'koffi';
 import { LibvirtCollector } from '../../src/collectors/libvirt';
 import { queryDomain } from '../../src/collectors/libvirt-domain';
+import { domainStatsFromParams } from '../../src/libvirt/domain-stats';
 import { ErrorCode, LibvirtError } from '../../src/libvirt/errors';
 import type { DomainRecord } from '../../src/snapshot';
 
@@ -47,7 +48,7 @@ describe('LibvirtCollector with bulk stats groups (as the qemu driver fills them
 
   it('takes state, balloon, CPU, vCPU and block values from the bulk record', async () => {
     const collector = new LibvirtCollector({
-      queryDomain: (t, ctx) => queryDomain(t.name === 'web-01' ? { ...t, stats: qemuStyle } : t, ctx),
+      queryDomain: (t, ctx) => queryDomain(t.name === 'web-01' ? { ...t, stats: domainStatsFromParams(qemuStyle) } : t, ctx),
     });
     await collector.open(URI, { readOnly: true });
     try {
