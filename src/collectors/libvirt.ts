@@ -59,6 +59,7 @@ import {
   type DriverSupport,
 } from './libvirt-domain';
 import { JobPollSchedule } from './job-schedule';
+import { Deadlines, MISSED } from './deadlines';
 import { LastGoodRecords } from './last-good';
 import { forEachLimited } from './limited';
 
@@ -97,7 +98,6 @@ export interface OpenOptions {
 }
 
 const STATS_GROUPS = StatsGroup.STATE | StatsGroup.CPU_TOTAL | StatsGroup.BALLOON | StatsGroup.VCPU | StatsGroup.BLOCK;
-const TIMED_OUT = Symbol('timed out');
 /**
  * Up to this many configuration reads in one refresh ask each domain for its
  * flags (3 calls each); more take the 3 filtered lists of all domains.
@@ -139,11 +139,14 @@ export class LibvirtCollector {
   private nextResyncAt = 0;
   private readonly clock: () => number;
   private readonly jobs: JobPollSchedule;
+  /** Each domain's query in a collection is under this deadline (domainTimeoutMs). */
+  private readonly queryDeadlines: Deadlines;
 
   constructor(private readonly options: LibvirtCollectorOptions = {}) {
     this.domainTimeoutMs = options.domainTimeoutMs ?? 2000;
     this.listTimeoutMs = options.listTimeoutMs ?? 10000;
     this.concurrency = Math.max(1, options.concurrency ?? 4);
+    this.queryDeadlines = new Deadlines(this.domainTimeoutMs);
     this.log = options.log ?? (() => undefined);
     this.connection = new LibvirtConnection({
       reconnectDelaysMs: options.reconnectDelaysMs ?? [250, 500, 1000, 2000, 4000, 5000],
@@ -460,10 +463,9 @@ export class LibvirtCollector {
       (record): Outcome => ({ kind: 'ok', record }),
       (error: unknown): Outcome => ({ kind: 'failed', error }),
     );
-    const result = await withDeadline(work, this.domainTimeoutMs, t.name).catch(() => TIMED_OUT);
-    if (result !== TIMED_OUT) {
+    const outcome = await this.queryDeadlines.race(work);
+    if (outcome !== MISSED) {
       this.inFlight.delete(t.uuid);
-      const outcome = result as Outcome;
       // Replaced now rather than when the collection ends, so that the old
       // record can be freed while the other domains are still being asked.
       if (outcome.kind === 'ok') this.lastGood.set(t.uuid, outcome.record);
