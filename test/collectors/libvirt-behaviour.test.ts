@@ -74,6 +74,49 @@ describe('LibvirtCollector with bulk stats groups (as the qemu driver fills them
   });
 });
 
+describe('LibvirtCollector with bulk block stats of inactive domains and empty drives', () => {
+  it('takes an inactive disk\'s sizes but no counters from the bulk record, and nothing for an empty drive', async () => {
+    const erpStats = domainStatsFromParams(new Map<string, number | bigint | string>([
+      ['state.state', 5],
+      ['state.reason', 0],
+      ['block.count', 1],
+      ['block.0.name', 'hda'],
+      ['block.0.capacity', 100n],
+      ['block.0.allocation', 50n],
+      ['block.0.physical', 60n],
+      ['block.0.rd.reqs', 1n],
+    ]));
+    const runnerStats = domainStatsFromParams(new Map<string, number | bigint | string>([
+      ['state.state', 3],
+      ['state.reason', 1],
+      ['block.count', 1],
+      ['block.0.name', 'hdc'],
+      ['block.0.capacity', 100n],
+      ['block.0.allocation', 50n],
+      ['block.0.physical', 60n],
+      ['block.0.rd.reqs', 1n],
+    ]));
+    const collector = new LibvirtCollector({
+      queryDomain: (t, ctx) =>
+        queryDomain(t.name === 'legacy-erp' ? { ...t, stats: erpStats } : t.name === 'build-runner' ? { ...t, stats: runnerStats } : t, ctx),
+    });
+    await collector.open(URI, { readOnly: true });
+    try {
+      const records = await collector.collect();
+      const erp = records.find((r) => r.name === 'legacy-erp')!;
+      const [hda, fda] = erp.disks;
+      expect(hda).toMatchObject({ capacity: 100n, allocation: 50n, physical: 60n, rdReq: null, wrReq: null, rdTotalTimeNs: null });
+      // Not in the bulk record: the test driver's fixed sizes from a per-domain call.
+      expect(fda).toMatchObject({ capacity: 1099506450432n, rdReq: null });
+      const runner = records.find((r) => r.name === 'build-runner')!;
+      const hdc = runner.disks.find((d) => d.target === 'hdc')!;
+      expect(hdc).toMatchObject({ source: null, capacity: null, allocation: null, physical: null, rdReq: null, wrBytes: null });
+    } finally {
+      await collector.close();
+    }
+  });
+});
+
 describe('LibvirtCollector failures', () => {
   it('rejects a URI libvirt cannot open with a LibvirtError naming the URI and the reason', async () => {
     const collector = new LibvirtCollector();
