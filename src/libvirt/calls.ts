@@ -15,7 +15,7 @@ import {
   libvirt,
   STATS_RECORD_SIZE,
   TYPED_PARAM_SIZE,
-  UUID_STRING_BUFLEN,
+  UUID_BUFLEN,
   VIR_CONNECT_RO,
   type ConnectPtr,
   type DomainPtr,
@@ -324,14 +324,21 @@ export function lookupDomainByName(conn: ConnectPtr, name: string): Promise<Doma
 
 // ------------------------------------------------- domain accessors (local)
 
-/** virDomainGetUUIDString's buffer, reused: the call is synchronous. */
-const uuidBuffer = Buffer.alloc(UUID_STRING_BUFLEN);
+/** virDomainGetUUID's buffer, reused: the call is synchronous. */
+const uuidBytes = Buffer.alloc(UUID_BUFLEN);
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
+/**
+ * The domain's UUID in libvirt's string form (lower case), or '' when the
+ * call fails. Formatted here from the raw bytes: virDomainGetUUIDString
+ * formats it twice in C (once for a debug message that is built even when
+ * not logged), virDomainGetUUID once.
+ */
 export function domainUuid(dom: DomainPtr): string {
-  uuidBuffer[0] = 0;
-  api().virDomainGetUUIDString(dom, uuidBuffer);
-  const end = uuidBuffer.indexOf(0);
-  return uuidBuffer.toString('latin1', 0, end < 0 ? UUID_STRING_BUFLEN : end).toLowerCase();
+  if (api().virDomainGetUUID(dom, uuidBytes) < 0) return '';
+  const b = uuidBytes;
+  return HEX[b[0]] + HEX[b[1]] + HEX[b[2]] + HEX[b[3]] + '-' + HEX[b[4]] + HEX[b[5]] + '-' + HEX[b[6]] + HEX[b[7]] + '-' +
+    HEX[b[8]] + HEX[b[9]] + '-' + HEX[b[10]] + HEX[b[11]] + HEX[b[12]] + HEX[b[13]] + HEX[b[14]] + HEX[b[15]];
 }
 
 export function domainName(dom: DomainPtr): string {

@@ -139,6 +139,8 @@ export const STATS_RECORD_SIZE = 24;
 
 /** VIR_UUID_STRING_BUFLEN. */
 export const UUID_STRING_BUFLEN = 37;
+/** VIR_UUID_BUFLEN: a UUID's raw bytes. */
+export const UUID_BUFLEN = 16;
 
 export interface LibvirtApi {
   // Connections
@@ -176,6 +178,7 @@ export interface LibvirtApi {
   /** NULL (with VIR_ERR_NO_DOMAIN) when the connection has no such domain. */
   virDomainLookupByName: KoffiFunc<(conn: ConnectPtr, name: string) => DomainPtr | null>;
   virDomainGetUUIDString: KoffiFunc<(dom: DomainPtr, buf: Buffer) => number>;
+  virDomainGetUUID: KoffiFunc<(dom: DomainPtr, buf: Buffer) => number>;
   virDomainGetName: KoffiFunc<(dom: DomainPtr) => string | null>;
   virDomainGetID: KoffiFunc<(dom: DomainPtr) => number>;
 
@@ -381,6 +384,7 @@ function load(): Libvirt {
     // virDomainPtr virDomainLookupByName(virConnectPtr conn, const char *name)
     virDomainLookupByName: f('virDomainLookupByName', ptr, [ptr, str]),
     virDomainGetUUIDString: f('virDomainGetUUIDString', 'int', [ptr, ptr]),
+    virDomainGetUUID: f('virDomainGetUUID', 'int', [ptr, ptr]),
     virDomainGetName: f('virDomainGetName', str, [ptr]),
     virDomainGetID: f('virDomainGetID', 'uint', [ptr]),
 
