@@ -114,8 +114,8 @@ type Fieldwise = Record<string, unknown>;
 
 /**
  * Writes records into the arrays, or, without arrays, only counts the room
- * they take: the same code sizes the arrays and fills them. Affinity lists
- * get ids as they are met.
+ * they take and checks that each value fits its kind: the same code sizes
+ * the arrays and fills them. Affinity lists get ids as they are met.
  */
 class Packer {
   w = 0;
@@ -140,14 +140,20 @@ class Packer {
     this.w++;
   }
 
-  /** Writes the fields of `o` as `l` says, after their flags word. */
-  fields(l: Layout, o: Fieldwise): void {
+  /**
+   * Writes the fields of `o` as `l` says, after their flags word. While
+   * counting, false (and the count unusable) at a value its kind cannot hold
+   * exactly.
+   */
+  fields(l: Layout, o: Fieldwise): boolean {
+    const counting = this.words === null;
     const flagsAt = this.w++;
     let flags = 0;
     const { keys, kinds, bits } = l;
     for (let i = 0; i < keys.length; i++) {
       const value = o[keys[i]];
       const kind = kinds[i];
+      if (counting && !fits(kind, value)) return false;
       if (value === null) {
         flags |= 1 << bits[i];
       } else if (kind === U64 || kind === U64_OR_NULL) {
@@ -162,6 +168,7 @@ class Packer {
       }
     }
     if (this.words !== null) this.words[flagsAt] = flags;
+    return true;
   }
 
   private listId(list: readonly number[]): number {
@@ -209,34 +216,24 @@ class Unpacker {
   }
 }
 
-/** Whether every field of `o` that `l` names holds a value its kind keeps exactly. */
-function fits(l: Layout, o: Fieldwise): boolean {
-  const { keys, kinds } = l;
-  for (let i = 0; i < keys.length; i++) {
-    const value = o[keys[i]];
-    const kind = kinds[i];
-    if (value === null && kind !== INT32 && kind !== UINT32 && kind !== U64 && kind !== BOOL) continue;
-    switch (kind) {
-      case INT32:
-      case INT32_OR_NULL:
-        if (!isInt32(value)) return false;
-        break;
-      case UINT32:
-        if (!isUint32(value)) return false;
-        break;
-      case U64:
-      case U64_OR_NULL:
-        if (!isU64(value)) return false;
-        break;
-      case BOOL:
-      case BOOL_OR_NULL:
-        if (typeof value !== 'boolean') return false;
-        break;
-      default:
-        if (!Array.isArray(value)) return false;
-    }
+/** Whether a field of this kind keeps `value` exactly. */
+function fits(kind: number, value: unknown): boolean {
+  if (value === null) return kind !== INT32 && kind !== UINT32 && kind !== U64 && kind !== BOOL;
+  switch (kind) {
+    case INT32:
+    case INT32_OR_NULL:
+      return isInt32(value);
+    case UINT32:
+      return isUint32(value);
+    case U64:
+    case U64_OR_NULL:
+      return isU64(value);
+    case BOOL:
+    case BOOL_OR_NULL:
+      return typeof value === 'boolean';
+    default:
+      return Array.isArray(value);
   }
-  return true;
 }
 
 export class LastGoodRecords {
@@ -317,11 +314,18 @@ export class LastGoodRecords {
     let count = 0;
     let i = 0;
     for (const [uuid, r] of this.loose) {
-      const f = this.packableFacts(uuid, r);
+      let f = this.factsOf(uuid);
+      if (f !== undefined) {
+        const { w, x } = counting;
+        if (!matchesFacts(uuid, r, f) || !packRecord(counting, r)) {
+          // Its values take no room: the count goes back to before it.
+          counting.w = w;
+          counting.x = x;
+          f = undefined;
+        }
+      }
       against[i++] = f;
-      if (f === undefined) continue;
-      packRecord(counting, r);
-      count++;
+      if (f !== undefined) count++;
     }
 
     const old = [this.words.buffer, this.wide.buffer, this.wordAt.buffer, this.wideAt.buffer];
@@ -377,35 +381,31 @@ export class LastGoodRecords {
     values.disks = disks;
     return recordFromFacts(facts, values);
   }
-
-  /** The facts `record` can be packed against, or undefined when it must stay as it is. */
-  private packableFacts(uuid: string, record: DomainRecord): DomainXmlFacts | undefined {
-    const facts = this.factsOf(uuid);
-    return facts !== undefined && packable(uuid, record, facts) ? facts : undefined;
-  }
 }
 
-/** The record's values: the domain's, the vCPU count, each vCPU's, each disk's (the disk count is the facts'). */
-function packRecord(p: Packer, r: DomainRecord): void {
-  p.fields(DOMAIN, r as unknown as Fieldwise);
+/**
+ * The record's values: the domain's, the vCPU count, each vCPU's, each
+ * disk's (the disk count is the facts'). While counting, false at a value
+ * the layouts cannot hold exactly.
+ */
+function packRecord(p: Packer, r: DomainRecord): boolean {
+  if (!p.fields(DOMAIN, r as unknown as Fieldwise)) return false;
   p.word(r.vcpus.length);
-  for (const v of r.vcpus) p.fields(VCPU, v as unknown as Fieldwise);
-  for (const d of r.disks) p.fields(DISK, d as unknown as Fieldwise);
+  for (const v of r.vcpus) if (!p.fields(VCPU, v as unknown as Fieldwise)) return false;
+  for (const d of r.disks) if (!p.fields(DISK, d as unknown as Fieldwise)) return false;
+  return true;
 }
 
-/** Whether `record` is `facts` plus values the layouts hold exactly. */
-function packable(uuid: string, r: DomainRecord, facts: DomainXmlFacts): boolean {
+/** Whether `record` is `facts` plus its values: what the XML gives is the facts'. */
+function matchesFacts(uuid: string, r: DomainRecord, facts: DomainXmlFacts): boolean {
   if (r.uuid !== uuid || r.osType !== facts.osType || r.curVcpus !== facts.curVcpus || r.maxVcpus !== facts.maxVcpus) return false;
   if (r.maxMemoryKiB !== facts.memoryKiB || r.hotplugMemoryKiB !== facts.hotplugMemoryKiB || r.nics !== facts.nics) return false;
-  if (!fits(DOMAIN, r as unknown as Fieldwise)) return false;
-  for (const v of r.vcpus) if (!fits(VCPU, v as unknown as Fieldwise)) return false;
   if (r.disks.length !== facts.disks.length) return false;
   for (let i = 0; i < r.disks.length; i++) {
     const d = r.disks[i];
     const x = facts.disks[i];
     if (d.target !== x.target || d.sourceKind !== x.sourceKind || d.device !== x.device || d.format !== x.format ||
       d.source !== x.source || d.readonly !== x.readonly || d.bus !== x.bus) return false;
-    if (!fits(DISK, d as unknown as Fieldwise)) return false;
   }
   return true;
 }

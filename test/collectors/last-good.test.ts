@@ -156,6 +156,31 @@ describe('LastGoodRecords', () => {
     expect(store.size).toBe(6);
   });
 
+  test('records that cannot be packed, found part way through, take no room and leave the records after them packed right', () => {
+    const domains = Array.from({ length: 40 }, (_, i) => randomDomain(i + 100));
+    const unpackable = new Set<string>();
+    domains.forEach((d, i) => {
+      if (i % 3 !== 1 || d.record.disks.length === 0) return;
+      // The last disk's last counter: everything before it was counted already.
+      const disks = d.record.disks.map((disk, k) => (k === d.record.disks.length - 1 ? { ...disk, wrTotalTimeNs: 2n ** 64n } : disk));
+      d.record = { ...d.record, disks };
+      unpackable.add(d.record.uuid);
+    });
+    expect(unpackable.size).toBeGreaterThan(5);
+    const store = storeOf(domains);
+    store.pack();
+    expect(store.packed.records).toBe(domains.length - unpackable.size);
+    for (const { record } of domains) {
+      const back = store.get(record.uuid);
+      if (unpackable.has(record.uuid)) expect(back).toBe(record);
+      else expect(back).toStrictEqual(record);
+    }
+    // The arrays are sized for the packed records only.
+    const packableOnly = storeOf(domains.filter((d) => !unpackable.has(d.record.uuid)));
+    packableOnly.pack();
+    expect(store.packed.bytes).toBe(packableOnly.packed.bytes);
+  });
+
   test('delete forgets packed and unpacked records; uuids and values list each kept record once', () => {
     const domains = Array.from({ length: 4 }, (_, i) => randomDomain(i + 1));
     const store = storeOf(domains.slice(0, 3));
