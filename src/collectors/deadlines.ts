@@ -5,8 +5,12 @@
 // queries, which make no libvirt call at all.
 //
 // Calls are queued in order of start, so their deadlines are in order too:
-// the timer is armed for the oldest unsettled call only, re-armed for the
-// next when it fires, and cleared when no call is under way.
+// the timer is armed for the oldest unsettled call only and re-armed for the
+// next when it fires. It is left to fire when the queue empties (a refresh
+// empties it every few domains, and arming again each time cost as much as
+// the timers it replaces), then not re-armed: it runs at most once per
+// deadline while calls are made. Unreferenced: a call under way on the
+// libuv pool keeps the process alive by itself.
 
 /** What a call that missed its deadline resolves with. */
 export const MISSED: unique symbol = Symbol('missed its deadline');
@@ -66,8 +70,6 @@ export class Deadlines {
     if (this.head === this.queue.length) {
       this.queue.length = 0;
       this.head = 0;
-      if (this.timer !== null) clearTimeout(this.timer);
-      this.timer = null;
     } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
       this.head = 0;
@@ -76,6 +78,7 @@ export class Deadlines {
 
   private arm(ms: number): void {
     this.timer = setTimeout(() => this.expire(), Math.max(0, ms));
+    this.timer.unref();
   }
 
   private expire(): void {
