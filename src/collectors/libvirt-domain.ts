@@ -137,7 +137,7 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
   // wrapper layer costs megabytes of garbage per refresh.
   const minor = (what: string, err: unknown): null => minorFailed(ctx, t, what, err);
 
-  let runtime: VcpuRuntime[] | null = active ? vcpusFromStats(t.stats) : null;
+  let runtime: readonly VcpuRuntime[] | null = active ? vcpusFromStats(t.stats) : null;
   if (active && runtime === null) {
     try {
       runtime = await domainVcpus(t.dom, facts.maxVcpus);
@@ -146,13 +146,17 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     }
   }
   runtime ??= facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
-  let affinityOf: (vcpu: number) => readonly number[] | null;
+  /** The affinity of vCPU `n`, the `i`th in `runtime`. */
+  let affinityOf: (n: number, i: number) => readonly number[] | null;
   if (steady !== null) {
     // Pinning changes only with a tunable or lifecycle event. A vCPU the
     // previous record lacks was plugged without one: read everything.
-    const known = new Map(steady.vcpus.map((v) => [v.number, v.affinity]));
-    if (runtime.some((v) => !known.has(v.number))) return queryDomain(t, ctx, null);
-    affinityOf = (n) => known.get(n) ?? null;
+    // (Looked for at the same place first: the vCPUs rarely change.)
+    const known = steady.vcpus;
+    const previousOf = (n: number, i: number): VcpuRecord | undefined =>
+      known[i]?.number === n ? known[i] : known.find((v) => v.number === n);
+    if (runtime.some((v, i) => previousOf(v.number, i) === undefined)) return queryDomain(t, ctx, null);
+    affinityOf = (n, i) => previousOf(n, i)?.affinity ?? null;
   } else {
     // Pinning as libvirt resolves it: live for a running domain, the
     // configuration otherwise (defaults such as "no pin = every host CPU" are
@@ -169,11 +173,11 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
   // Records are spelled out field by field, not spread: V8 gives every object
   // made by `{ ...x, more }` a hidden class of its own, which at 10,000 VMs
   // costs megabytes of maps and slows every later property access.
-  const vcpus: VcpuRecord[] = runtime.map((v): VcpuRecord => ({
+  const vcpus: VcpuRecord[] = runtime.map((v, i): VcpuRecord => ({
     number: v.number,
     state: v.state,
     cpuTimeNs: v.cpuTimeNs,
-    affinity: affinityOf(v.number),
+    affinity: affinityOf(v.number, i),
   }));
 
   // The cached facts' strings when equal, so that the name and UUID are held once, not twice.
@@ -439,7 +443,6 @@ async function queryJob(t: DomainTarget, active: boolean, ctx: DomainQueryContex
 }
 
 /** vcpu.<n>.state / vcpu.<n>.time from the bulk stats, or null when the driver left the group out. */
-function vcpusFromStats(stats: DomainStats): VcpuRuntime[] | null {
-  if (!stats.vcpuGroup) return null;
-  return stats.vcpus.map((v): VcpuRuntime => ({ number: v.number, state: v.state, cpuTimeNs: v.timeNs }));
+function vcpusFromStats(stats: DomainStats): readonly VcpuRuntime[] | null {
+  return stats.vcpuGroup ? stats.vcpus : null;
 }

@@ -19,7 +19,7 @@ export interface BulkVcpu {
   /** vcpu.<n>.state. */
   readonly state: number | null;
   /** vcpu.<n>.time. */
-  readonly timeNs: bigint | null;
+  readonly cpuTimeNs: bigint | null;
 }
 
 /** block.<i>.*: null where the record lacks the field (or it is not numeric). */
@@ -160,7 +160,7 @@ class StatsBuilder {
     const vcpus: BulkVcpu[] = [];
     for (let n = 0; n < this.vcpuStates.length; n++) {
       const state = this.vcpuStates[n];
-      if (state !== undefined) vcpus.push({ number: n, state, timeNs: this.vcpuTimes[n] ?? null });
+      if (state !== undefined) vcpus.push({ number: n, state, cpuTimeNs: this.vcpuTimes[n] ?? null });
     }
     return {
       state: this.state,

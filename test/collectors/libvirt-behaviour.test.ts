@@ -6,7 +6,8 @@ import * as path from 'path';
 import koffi from 'koffi';
 import { LibvirtCollector } from '../../src/collectors/libvirt';
 import { queryDomain } from '../../src/collectors/libvirt-domain';
-import { domainStatsFromParams } from '../../src/libvirt/domain-stats';
+import { domainStatsFromParams, type DomainStats } from '../../src/libvirt/domain-stats';
+import { libvirtCallsMade } from '../../src/libvirt/calls';
 import { ErrorCode, LibvirtError } from '../../src/libvirt/errors';
 import type { DomainRecord } from '../../src/snapshot';
 
@@ -68,6 +69,46 @@ describe('LibvirtCollector with bulk stats groups (as the qemu driver fills them
       expect(vdb.rdReq! > 1_000_000n).toBe(true);
       expect(sda).toMatchObject({ capacity: 1099506450432n, allocation: 1099511627776n, physical: 1099511627776n });
       expect(sda.wrBytes! > 1_000_000n).toBe(true);
+    } finally {
+      await collector.close();
+    }
+  });
+});
+
+describe('LibvirtCollector keeping vCPU pinning between full reads', () => {
+  const vcpuStats = (vcpus: number[]): DomainStats =>
+    domainStatsFromParams(new Map<string, number | bigint>([
+      ['state.state', 1],
+      ['state.reason', 1],
+      ['vcpu.current', vcpus.length],
+      ...vcpus.flatMap((n): [string, number | bigint][] => [[`vcpu.${n}.state`, 1], [`vcpu.${n}.time`, BigInt(n + 1)]]),
+    ]));
+
+  it('carries each vCPU\'s affinity by number, and reads the domain in full when one appears unannounced', async () => {
+    let stats = vcpuStats([0, 1]);
+    const collector = new LibvirtCollector({
+      queryDomain: (t, ctx, previous) => queryDomain(t.name === 'web-01' ? { ...t, stats } : t, ctx, previous),
+    });
+    const xmlReads = (): number => libvirtCallsMade().get('virDomainGetXMLDesc') ?? 0;
+    const web = async (): Promise<DomainRecord> => (await collector.collect()).find((r) => r.name === 'web-01')!;
+    await collector.open(URI, { readOnly: true });
+    try {
+      const full = await web();
+      expect(full.vcpus.map((v) => [v.number, v.affinity])).toEqual([[0, [0, 1]], [1, [2]]]);
+
+      // vCPU 0 gone: vCPU 1 keeps its own affinity, not the one at its old place.
+      stats = vcpuStats([1]);
+      let reads = xmlReads();
+      const steady = await web();
+      expect(xmlReads()).toBe(reads);
+      expect(steady.vcpus).toEqual([{ number: 1, state: 1, cpuTimeNs: 2n, affinity: [2] }]);
+
+      // vCPU 0 back: the previous record lacks it, so the domain is read in full.
+      stats = vcpuStats([0, 1]);
+      reads = xmlReads();
+      const again = await web();
+      expect(xmlReads()).toBe(reads + 1);
+      expect(again.vcpus.map((v) => [v.number, v.affinity])).toEqual([[0, [0, 1]], [1, [2]]]);
     } finally {
       await collector.close();
     }

@@ -54,8 +54,8 @@ describe('decodeDomainStats', () => {
       cpuTimeNs: 890000000n,
       vcpuGroup: true,
       vcpus: [
-        { number: 0, state: 1, timeNs: 110000000n },
-        { number: 2, state: 2, timeNs: 2n ** 64n - 1n },
+        { number: 0, state: 1, cpuTimeNs: 110000000n },
+        { number: 2, state: 2, cpuTimeNs: 2n ** 64n - 1n },
       ],
       blockCount: 3,
       blocks: [
@@ -99,10 +99,10 @@ describe('decodeDomainStats', () => {
     const stats = decodeDomainStats(encodeTypedParams(odd), odd.length);
     expect([stats.state, stats.reason, stats.balloonKiB, stats.cpuTimeNs]).toEqual([3, 5, null, 77n]);
     expect(stats.vcpus).toEqual([
-      { number: 0, state: 1, timeNs: 110000000n },
-      { number: 2, state: 2, timeNs: 2n ** 64n - 1n },
-      { number: 3, state: null, timeNs: null },
-      { number: 5, state: 0, timeNs: null },
+      { number: 0, state: 1, cpuTimeNs: 110000000n },
+      { number: 2, state: 2, cpuTimeNs: 2n ** 64n - 1n },
+      { number: 3, state: null, cpuTimeNs: null },
+      { number: 5, state: 0, cpuTimeNs: null },
     ]);
   });
 
