@@ -26,7 +26,7 @@ import { freeNow } from '../../agentx/free-now';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import type { DomainXmlFacts, XmlDisk } from './domain-xml';
 import { diskRecordFromXml, recordFromFacts } from './libvirt-domain';
-import type { DomainValues } from './libvirt-domain';
+import type { DomainValues, PreviousRecord } from './libvirt-domain';
 
 const U64_END = 1n << 64n;
 
@@ -196,8 +196,11 @@ class Unpacker {
     return this.words[this.w++];
   }
 
-  /** Sets the fields of `out` as `l` says. */
-  fields(l: Layout, out: Fieldwise): void {
+  /**
+   * Sets the fields of `out` as `l` says; with `wide` false, all but the
+   * 64-bit ones (skipped: reading one makes a BigInt).
+   */
+  fields(l: Layout, out: Fieldwise, wide = true): void {
     const flags = this.words[this.w++];
     const { keys, kinds, bits } = l;
     for (let i = 0; i < keys.length; i++) {
@@ -207,7 +210,13 @@ class Unpacker {
       if (kind === BOOL) value = (flags & bit) !== 0;
       else if (kind === BOOL_OR_NULL) value = flags & bit ? null : (flags & (bit << 1)) !== 0;
       else if (kind !== INT32 && kind !== UINT32 && kind !== U64 && flags & bit) value = null;
-      else if (kind === U64 || kind === U64_OR_NULL) value = this.wide[this.x++];
+      else if (kind === U64 || kind === U64_OR_NULL) {
+        if (!wide) {
+          this.x++;
+          continue;
+        }
+        value = this.wide[this.x++];
+      }
       else if (kind === LIST_OR_NULL) value = this.lists[this.word()];
       else if (kind === UINT32) value = this.word() >>> 0;
       else value = this.word();
@@ -275,6 +284,30 @@ export class LastGoodRecords {
     if (loose !== undefined) return loose;
     const n = this.index.get(uuid);
     return n === undefined ? undefined : this.decode(uuid, n);
+  }
+
+  /**
+   * What queryDomain reads of the domain's last good record: the record
+   * itself when it is not packed, else only those values, read without
+   * making its counters and disks (a steady refresh asks this of every
+   * domain).
+   */
+  previous(uuid: string): PreviousRecord | undefined {
+    const loose = this.loose.get(uuid);
+    if (loose !== undefined) return loose;
+    const n = this.index.get(uuid);
+    if (n === undefined) return undefined;
+    const u = new Unpacker(this.words, this.wide, this.lists, this.wordAt[n], this.wideAt[n]);
+    const values = {} as Fieldwise;
+    u.fields(DOMAIN, values, false);
+    const vcpus = new Array<Pick<VcpuRecord, 'number' | 'affinity'>>(u.word());
+    for (let i = 0; i < vcpus.length; i++) {
+      const vcpu = { number: 0, affinity: null };
+      u.fields(VCPU, vcpu, false);
+      vcpus[i] = vcpu;
+    }
+    values.vcpus = vcpus;
+    return values as unknown as PreviousRecord;
   }
 
   has(uuid: string): boolean {

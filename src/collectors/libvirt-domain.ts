@@ -90,6 +90,22 @@ export interface JobSchedule {
 }
 
 /**
+ * What queryDomain reads of a domain's previous record: its configuration
+ * that only events change, and what says whether a job may run. (Not the
+ * counters or disks: LastGoodRecords.previous() leaves them packed.)
+ */
+export interface PreviousRecord {
+  readonly id: number;
+  readonly state: number;
+  readonly reason: number;
+  readonly autostart: boolean | null;
+  readonly persistent: boolean | null;
+  readonly managedSave: boolean;
+  readonly jobType: number | null;
+  readonly vcpus: readonly Pick<VcpuRecord, 'number' | 'affinity'>[];
+}
+
+/**
  * Whether a steady domain's job should be asked this refresh without its
  * turn: a job was running at the last look (or the look failed), or the
  * state changed (a migration's switchover pauses the domain, post-copy
@@ -97,7 +113,7 @@ export interface JobSchedule {
  * as its first migration-iteration event, which makes the refresh read the
  * domain in full (the collector marks it stale).
  */
-export function jobMayRun(previous: DomainRecord, state: number, reason: number): boolean {
+export function jobMayRun(previous: PreviousRecord, state: number, reason: number): boolean {
   return previous.jobType !== 0 || state !== previous.state || reason !== previous.reason;
 }
 
@@ -113,7 +129,7 @@ export function isDomainFatal(err: unknown): boolean {
  * The domain's record. `previous`: its last good record, whose configuration
  * still holds (no event said otherwise), or null to read everything.
  */
-export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, previous: DomainRecord | null = null): Promise<DomainRecord> {
+export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, previous: PreviousRecord | null = null): Promise<DomainRecord> {
   // A domain that started or stopped has a new live XML; its event may have
   // been missed, so the id decides too.
   const cachedFacts = previous !== null && previous.id === t.id ? ctx.xmlCache.get(t.uuid)?.facts : undefined;
@@ -153,7 +169,7 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     // previous record lacks was plugged without one: read everything.
     // (Looked for at the same place first: the vCPUs rarely change.)
     const known = steady.vcpus;
-    const previousOf = (n: number, i: number): VcpuRecord | undefined =>
+    const previousOf = (n: number, i: number): PreviousRecord['vcpus'][number] | undefined =>
       known[i]?.number === n ? known[i] : known.find((v) => v.number === n);
     if (runtime.some((v, i) => previousOf(v.number, i) === undefined)) return queryDomain(t, ctx, null);
     affinityOf = (n, i) => previousOf(n, i)?.affinity ?? null;

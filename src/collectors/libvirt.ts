@@ -57,6 +57,7 @@ import {
   type DomainQueryContext,
   type DomainTarget,
   type DriverSupport,
+  type PreviousRecord,
 } from './libvirt-domain';
 import { JobPollSchedule } from './job-schedule';
 import { Deadlines, MISSED } from './deadlines';
@@ -323,10 +324,10 @@ export class LibvirtCollector {
       const everything = only === undefined;
       const asked = everything ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
       const resync = everything && !this.allStale && this.resyncMs > 0 && this.clock() >= this.nextResyncAt;
-      const previous = new Map<string, DomainRecord | null>();
+      const previous = new Map<string, PreviousRecord | null>();
       let configReads = 0;
       for (const t of asked) {
-        const last = this.allStale || resync || this.stale.has(t.uuid) ? undefined : this.lastGood.get(t.uuid);
+        const last = this.allStale || resync || this.stale.has(t.uuid) ? undefined : this.lastGood.previous(t.uuid);
         previous.set(t.uuid, last ?? null);
         if (last === undefined) configReads++;
       }
@@ -455,7 +456,7 @@ export class LibvirtCollector {
     }
   }
 
-  private async queryWithDeadline(t: DomainTarget, ctx: DomainQueryContext, previous: DomainRecord | null): Promise<Outcome> {
+  private async queryWithDeadline(t: DomainTarget, ctx: DomainQueryContext, previous: PreviousRecord | null): Promise<Outcome> {
     // Still busy with an earlier refresh's call: do not stack another one on it.
     if (this.inFlight.has(t.uuid)) return { kind: 'late' };
     this.inFlight.add(t.uuid);

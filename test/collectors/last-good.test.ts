@@ -181,6 +181,33 @@ describe('LastGoodRecords', () => {
     expect(store.packed.bytes).toBe(packableOnly.packed.bytes);
   });
 
+  test('previous() gives what queryDomain reads of a record, packed or not, without its counters', () => {
+    const domains = Array.from({ length: 100 }, (_, i) => randomDomain(i + 500));
+    const store = storeOf(domains);
+    const loose = domains[0].record;
+    expect(store.previous(loose.uuid)).toBe(loose);
+    store.pack();
+    expect(store.previous('no-such-uuid')).toBeUndefined();
+    for (const { record } of domains) {
+      const previous = store.previous(record.uuid)!;
+      expect(previous).toMatchObject({
+        id: record.id,
+        state: record.state,
+        reason: record.reason,
+        autostart: record.autostart,
+        persistent: record.persistent,
+        managedSave: record.managedSave,
+        jobType: record.jobType,
+        vcpus: record.vcpus.map((v) => ({ number: v.number, affinity: v.affinity })),
+      });
+      previous.vcpus.forEach((v, i) => expect(v.affinity).toBe(record.vcpus[i].affinity));
+      expect(previous).not.toHaveProperty('cpuTimeNs');
+      expect(previous).not.toHaveProperty('disks');
+      // Reading it leaves the packed record whole.
+      expect(store.get(record.uuid)).toStrictEqual(record);
+    }
+  });
+
   test('delete forgets packed and unpacked records; uuids and values list each kept record once', () => {
     const domains = Array.from({ length: 4 }, (_, i) => randomDomain(i + 1));
     const store = storeOf(domains.slice(0, 3));
