@@ -105,7 +105,8 @@ describeWithDaemon(`storm guard: ${VMS} VMs starting at once`, () => {
     const seconds = Math.ceil(stormMs / 1000) + 1;
     process.stdout.write(`storm: ${VMS} VMs started in ${stormMs} ms; ${received.length} notifications ` +
       `(${perVm} vmRunning, ${bulk} vmBulkRunning)\n`);
-    expect(received.length).toBe(perVm + bulk);
+    // Nothing but these two (a failure names what else came).
+    expect(received.filter((t) => t !== VM_RUNNING && t !== VM_BULK_RUNNING)).toEqual([]);
     // The per-VM ones stay within the limit for each second the storm lasted.
     expect(perVm).toBeLessThanOrEqual(LIMIT * seconds);
     expect(perVm).toBeLessThan(VMS);
