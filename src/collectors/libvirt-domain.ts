@@ -130,6 +130,8 @@ export function isDomainFatal(err: unknown): boolean {
  * still holds (no event said otherwise), or null to read everything.
  */
 export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, previous: PreviousRecord | null = null): Promise<DomainRecord> {
+  const built = previous === null ? null : steadyRecord(t, ctx, previous);
+  if (built !== null) return built;
   // A domain that started or stopped has a new live XML; its event may have
   // been missed, so the id decides too.
   const cachedFacts = previous !== null && previous.id === t.id ? ctx.xmlCache.get(t.uuid)?.facts : undefined;
@@ -161,18 +163,12 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
       minor('vCPU info', err);
     }
   }
-  runtime ??= facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
-  /** The affinity of vCPU `n`, the `i`th in `runtime`. */
-  let affinityOf: (n: number, i: number) => readonly number[] | null;
+  runtime ??= idleVcpus(facts);
+  let vcpus: VcpuRecord[] | null;
   if (steady !== null) {
-    // Pinning changes only with a tunable or lifecycle event. A vCPU the
-    // previous record lacks was plugged without one: read everything.
-    // (Looked for at the same place first: the vCPUs rarely change.)
-    const known = steady.vcpus;
-    const previousOf = (n: number, i: number): PreviousRecord['vcpus'][number] | undefined =>
-      known[i]?.number === n ? known[i] : known.find((v) => v.number === n);
-    if (runtime.some((v, i) => previousOf(v.number, i) === undefined)) return queryDomain(t, ctx, null);
-    affinityOf = (n, i) => previousOf(n, i)?.affinity ?? null;
+    // A vCPU the previous record lacks was plugged without an event: read everything.
+    vcpus = steadyVcpus(runtime, steady);
+    if (vcpus === null) return queryDomain(t, ctx, null);
   } else {
     // Pinning as libvirt resolves it: live for a running domain, the
     // configuration otherwise (defaults such as "no pin = every host CPU" are
@@ -184,17 +180,8 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     } catch (err) {
       minor('vCPU pinning', err);
     }
-    affinityOf = (n) => shareable(pins?.[n] ?? (active ? null : xmlAffinity(facts, n, ctx.hostCpus)));
+    vcpus = runtime.map((v): VcpuRecord => vcpuRecord(v, shareable(pins?.[v.number] ?? (active ? null : xmlAffinity(facts, v.number, ctx.hostCpus)))));
   }
-  // Records are spelled out field by field, not spread: V8 gives every object
-  // made by `{ ...x, more }` a hidden class of its own, which at 10,000 VMs
-  // costs megabytes of maps and slows every later property access.
-  const vcpus: VcpuRecord[] = runtime.map((v, i): VcpuRecord => ({
-    number: v.number,
-    state: v.state,
-    cpuTimeNs: v.cpuTimeNs,
-    affinity: affinityOf(v.number, i),
-  }));
 
   // The cached facts' strings when equal, so that the name and UUID are held once, not twice.
   const uuid = facts.uuid === t.uuid ? facts.uuid : t.uuid;
@@ -209,7 +196,7 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
       job = await queryJob(t, active, ctx);
       if (active) ctx.jobs.asked(uuid);
     } else {
-      job = { type: 0, operation: null }; // none at the last look, as jobMayRun found
+      job = NO_JOB;
     }
   }
   const blockIndex = t.stats.blockCount === null ? null : blockIndexByName(t.stats);
@@ -247,6 +234,98 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
     jobType: job?.type ?? null,
     jobOperation: job?.operation ?? null,
   });
+}
+
+/**
+ * The record of a steady domain (`previous` still holds, its XML is cached)
+ * when its bulk stats record has every value that changes and no job call is
+ * due: built with no libvirt call and no await, the usual case on QEMU.
+ * Null when something must be asked; queryDomain then asks it.
+ */
+export function steadyRecord(t: DomainTarget, ctx: DomainQueryContext, previous: PreviousRecord): DomainRecord | null {
+  if (previous.id !== t.id) return null;
+  const facts = ctx.xmlCache.get(t.uuid)?.facts;
+  const state = t.stats.state;
+  const memoryKiB = t.stats.balloonKiB;
+  const active = t.id !== -1;
+  if (facts === undefined || state === null || memoryKiB === null || (active && t.stats.cpuTimeNs === null)) return null;
+  const reason = t.stats.reason ?? 0;
+
+  const runtime = active ? vcpusFromStats(t.stats) : idleVcpus(facts);
+  const vcpus = runtime === null ? null : steadyVcpus(runtime, previous);
+  if (vcpus === null) return null;
+
+  let job: JobState | null = null;
+  const { support } = ctx;
+  if (!(support.jobStats === 'no' && support.jobInfo === 'no')) {
+    if (active) {
+      if (jobMayRun(previous, state, reason) || ctx.jobs.due(t.uuid)) return null;
+      job = NO_JOB;
+    } else {
+      // What queryJob answers for an inactive domain, without a call.
+      job = support.jobStats === 'yes' || support.jobInfo === 'yes' ? NO_JOB : null;
+    }
+  }
+
+  const blockIndex = t.stats.blockCount === null ? null : blockIndexByName(t.stats);
+  const disks = new Array<DiskRecord>(facts.disks.length);
+  for (let i = 0; i < disks.length; i++) {
+    const disk = facts.disks[i];
+    const bulkIndex = blockIndex?.get(disk.target);
+    const record = diskRecordFromBulk(disk, active, bulkIndex === undefined ? null : t.stats.blocks[bulkIndex] ?? null);
+    if (record === null) return null;
+    disks[i] = record;
+  }
+
+  return recordFromFacts(facts, {
+    uuid: facts.uuid === t.uuid ? facts.uuid : t.uuid,
+    name: facts.name === t.name ? facts.name : t.name,
+    id: t.id,
+    state,
+    reason,
+    autostart: previous.autostart,
+    persistent: previous.persistent,
+    managedSave: previous.managedSave,
+    memoryKiB,
+    cpuTimeNs: t.stats.cpuTimeNs ?? 0n,
+    vcpus,
+    disks,
+    jobType: job?.type ?? null,
+    jobOperation: job?.operation ?? null,
+  });
+}
+
+/** None at the last look (as jobMayRun found) or, for an inactive domain, none possible. */
+const NO_JOB: JobState = { type: 0, operation: null };
+
+/** The vCPUs the XML puts online, with no runtime values: an inactive domain's, or where the driver gives none. */
+function idleVcpus(facts: DomainXmlFacts): VcpuRuntime[] {
+  return facts.onlineVcpus.map((n) => ({ number: n, state: null, cpuTimeNs: null }));
+}
+
+/**
+ * A steady domain's vCPU records: runtime values with each vCPU's previous
+ * affinity (pinning changes only with a tunable or lifecycle event). Null
+ * when a vCPU is one the previous record lacks. Each is looked for at its
+ * own place first: the vCPUs rarely change.
+ */
+function steadyVcpus(runtime: readonly VcpuRuntime[], previous: PreviousRecord): VcpuRecord[] | null {
+  const known = previous.vcpus;
+  const vcpus = new Array<VcpuRecord>(runtime.length);
+  for (let i = 0; i < runtime.length; i++) {
+    const v = runtime[i];
+    const before = known[i]?.number === v.number ? known[i] : known.find((k) => k.number === v.number);
+    if (before === undefined) return null;
+    vcpus[i] = vcpuRecord(v, before.affinity);
+  }
+  return vcpus;
+}
+
+// Records are spelled out field by field, not spread: V8 gives every object
+// made by `{ ...x, more }` a hidden class of its own, which at 10,000 VMs
+// costs megabytes of maps and slows every later property access.
+function vcpuRecord(v: VcpuRuntime, affinity: readonly number[] | null): VcpuRecord {
+  return { number: v.number, state: v.state, cpuTimeNs: v.cpuTimeNs, affinity };
 }
 
 /** What a DomainRecord holds beyond its XML facts. */
