@@ -1,7 +1,7 @@
 // Snapshot → VM-MIB rows. Pure: the same snapshot and indexes give the same
 // view. Every choice of how a libvirt fact becomes an RFC 7666 value is made
 // here (and listed in README.md under "Mapping").
-import { MibView, MibViewBuilder, Oid, truthValueScalar, Value, VarBind, WritableObject } from '../../agentx';
+import { MibView, MibViewBuilder, Oid, truthValueScalar, Value, VarBind, WritableObject, type MibTableBuilder } from '../../agentx';
 import { imageFile } from '../snapshot';
 import type { DiskRecord, DomainRecord, HostInfo, NicRecord, Snapshot } from '../snapshot';
 import type { DeviceKeys, VmIndexes } from '../state/index-store';
@@ -35,14 +35,27 @@ export interface VmRow {
  * are worked out once; every column turns them into its cell as the row is
  * added (agentx/table-builder.ts packs the cells), so no row outlives its
  * visit. A cell of undefined is an absent instance.
+ *
+ * Tables are defined once, at module level, and read what a view is built
+ * from (ViewSource) as an argument: functions made anew for every view
+ * would be compiled anew too, since V8's optimised code for a call site
+ * holds on to the closures it saw there, and drops it when they die.
  */
 interface Table<R extends IndexedRow> {
   entry: Oid;
   /** How many rows the visitor will likely give (sizes the buffers). */
-  expectedRows: number;
-  /** Visits the rows in index order; a visitor may reuse one row object. */
-  rows: (visit: (row: R) => void) => void;
+  expectedRows: (s: ViewSource) => number;
+  /** Gives the rows to `sink` in index order; it may reuse one row object. */
+  rows: (s: ViewSource, sink: RowSink<R>) => void;
   columns: readonly (readonly [arc: number, cell: (row: R) => Value | undefined])[];
+}
+
+/** What one view is built from. */
+interface ViewSource {
+  snapshot: Snapshot;
+  rows: readonly VmRow[];
+  host: HostLinkage;
+  state: ModelState;
 }
 
 interface IndexedRow {
@@ -112,7 +125,8 @@ export function vmRows(snapshot: Snapshot, indexes: ReadonlyMap<string, VmIndexe
 /** `previous`: the view this one replaces, whose sizes it most likely shares (so the builder allocates once). */
 export function buildVmMibView(snapshot: Snapshot, rows: readonly VmRow[], host: HostLinkage, state: ModelState, previous?: MibView): MibView {
   const b = new MibViewBuilder(previous);
-  for (const step of viewSteps(b, snapshot, rows, host, state)) step();
+  const source: ViewSource = { snapshot, rows, host, state };
+  for (const step of VIEW_STEPS) step(b, source);
   return b.build();
 }
 
@@ -129,45 +143,45 @@ export async function buildVmMibViewInSlices(
   previous?: MibView,
 ): Promise<MibView> {
   const b = new MibViewBuilder(previous);
-  for (const step of viewSteps(b, snapshot, rows, host, state)) {
-    step();
+  const source: ViewSource = { snapshot, rows, host, state };
+  for (const step of VIEW_STEPS) {
+    step(b, source);
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return b.build();
 }
 
-/** The view's parts in OID order (so the builder never has to sort), each a separate step. */
-function viewSteps(b: MibViewBuilder, snapshot: Snapshot, rows: readonly VmRow[], host: HostLinkage, state: ModelState): (() => void)[] {
-  const hv = snapshot.hypervisor;
-  const scalar = (oid: Oid, value: Value): void => {
-    b.declareObject(oid);
-    b.add([...oid, 0], value);
-  };
-  return [
-    () => {
-      scalar(O.vmHvSoftware, adminString(hv ? hv.type : ''));
-      scalar(O.vmHvVersion, adminString(hv ? hv.version ?? hv.libvirtVersion : ''));
-      scalar(O.vmHvObjectID, objectId(ZERO_DOT_ZERO));
-      scalar(O.vmHvUpTime, timeTicks(hvUpTimeTicks(snapshot.host)));
-      scalar(O.vmNumber, integer(rows.length));
-      scalar(O.vmTableLastChange, timeTicks(state.tableLastChange));
-      addTable(b, vmTable(rows, state));
-    },
-    () => addTable(b, vmCpuTable(rows)),
-    () => addTable(b, vmCpuAffinityTable(rows, host)),
-    () => addTable(b, vmStorageTable(rows, host, snapshot.imagePaths)),
-    () => {
-      addTable(b, vmNetworkTable(rows, snapshot.host));
-      for (const { oid, ...value } of notificationSwitches(state)) {
-        b.declareObject(oid.slice(0, -1));
-        b.add(oid, value as Value);
-      }
-    },
-    // VMM-AGENTX-MIB follows VM-MIB in OID order (enterprises > mib-2).
-    () => addMigrationTable(b, rows, snapshot.migrations, hvUpTimeTicks(snapshot.host), state.now),
-    () => addMulticastObjects(b, rows, snapshot.multicast, snapshot.host),
-  ];
+function scalar(b: MibViewBuilder, oid: Oid, value: Value): void {
+  b.declareObject(oid);
+  b.add([...oid, 0], value);
 }
+
+/** The view's parts in OID order (so the builder never has to sort), each a separate step. */
+const VIEW_STEPS: readonly ((b: MibViewBuilder, s: ViewSource) => void)[] = [
+  (b, s) => {
+    const hv = s.snapshot.hypervisor;
+    scalar(b, O.vmHvSoftware, adminString(hv ? hv.type : ''));
+    scalar(b, O.vmHvVersion, adminString(hv ? hv.version ?? hv.libvirtVersion : ''));
+    scalar(b, O.vmHvObjectID, objectId(ZERO_DOT_ZERO));
+    scalar(b, O.vmHvUpTime, timeTicks(hvUpTimeTicks(s.snapshot.host)));
+    scalar(b, O.vmNumber, integer(s.rows.length));
+    scalar(b, O.vmTableLastChange, timeTicks(s.state.tableLastChange));
+    addTable(b, VM_TABLE, s);
+  },
+  (b, s) => addTable(b, VM_CPU_TABLE, s),
+  (b, s) => addTable(b, VM_CPU_AFFINITY_TABLE, s),
+  (b, s) => addTable(b, VM_STORAGE_TABLE, s),
+  (b, s) => {
+    addTable(b, VM_NETWORK_TABLE, s);
+    for (const { oid, ...value } of notificationSwitches(s.state)) {
+      b.declareObject(oid.slice(0, -1));
+      b.add(oid, value as Value);
+    }
+  },
+  // VMM-AGENTX-MIB follows VM-MIB in OID order (enterprises > mib-2).
+  (b, s) => addMigrationTable(b, s.rows, s.snapshot.migrations, hvUpTimeTicks(s.snapshot.host), s.state.now),
+  (b, s) => addMulticastObjects(b, s.rows, s.snapshot.multicast, s.snapshot.host),
+];
 
 /** The model state a Set may change, and what the agent does with a change. */
 export interface WritableState {
@@ -211,16 +225,34 @@ export function notificationSwitches(state: ModelState): VarBind[] {
   ];
 }
 
-function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>): void {
-  const table = b.table(t.entry, t.columns.map(([arc]) => arc), t.expectedRows);
-  // One scratch array of cells: the table builder packs them at once.
-  const cells: (Value | undefined)[] = new Array(t.columns.length);
-  t.rows((row) => {
-    for (let k = 0; k < t.columns.length; k++) cells[k] = t.columns[k][1](row);
-    table.row(row.index, cells);
-  });
+function addTable<R extends IndexedRow>(b: MibViewBuilder, t: Table<R>, s: ViewSource): void {
+  const table = b.table(t.entry, t.columns.map(([arc]) => arc), t.expectedRows(s));
+  t.rows(s, new RowSink(table, t.columns));
   table.end();
 }
+
+/** Turns each row it is given into its cells and adds them to the table. */
+class RowSink<R extends IndexedRow> {
+  /** One scratch array of cells: the table builder packs them at once. */
+  private readonly cells: (Value | undefined)[];
+
+  constructor(
+    private readonly table: MibTableBuilder,
+    private readonly columns: Table<R>['columns'],
+  ) {
+    this.cells = new Array<Value | undefined>(columns.length);
+  }
+
+  add(row: R): void {
+    const { cells, columns } = this;
+    for (let k = 0; k < columns.length; k++) cells[k] = columns[k][1](row);
+    this.table.row(row.index, cells);
+  }
+}
+
+const vcpuCount = (d: DomainRecord): number => d.vcpus.length;
+const diskCount = (d: DomainRecord): number => d.disks.length;
+const nicCount = (d: DomainRecord): number => d.nics.length;
 
 /** The sum of `per` over the VMs: how many rows a per-device table will have. */
 function countOf(rows: readonly VmRow[], per: (d: DomainRecord) => number): number {
@@ -229,82 +261,77 @@ function countOf(rows: readonly VmRow[], per: (d: DomainRecord) => number): numb
   return n;
 }
 
-/** A visitor over a list, for tables with one row per item. */
-function eachOf<T, R>(items: readonly T[], toRow: (item: T) => R): (visit: (row: R) => void) => void {
-  return (visit) => {
-    for (const item of items) visit(toRow(item));
-  };
-}
-
 interface VmTableRow extends IndexedRow {
   d: DomainRecord;
   admin: O.AdminState;
   upSince: number | null;
   mem: { unit: number; scaled: (number | null)[] };
+  state: ModelState;
 }
 
-function vmTable(rows: readonly VmRow[], state: ModelState): Table<VmTableRow> {
-  const C = O.VmColumn;
-  return {
-    entry: O.vmEntry,
-    expectedRows: rows.length,
-    rows: eachOf(rows, ({ domain: d, indexes }) => {
+const VM_TABLE: Table<VmTableRow> = {
+  entry: O.vmEntry,
+  expectedRows: (s) => s.rows.length,
+  rows: (s, sink) => {
+    for (const { domain: d, indexes } of s.rows) {
       const maxBytes = (d.hotplugMemoryKiB ?? d.maxMemoryKiB) * 1024n;
       const mem = scaleToInteger32([d.memoryKiB * 1024n, maxBytes], 1024n);
-      return { index: [indexes.vmIndex], d, admin: adminState(d), upSince: indexes.runningSince, mem };
-    }),
-    columns: [
-      [C.Name, ({ d }) => adminString(d.name)],
-      [C.UUID, ({ d }) => octets(uuidBytes(d.uuid))],
-      [C.OSType, ({ d }) => adminString(d.osType)],
-      [C.AdminState, ({ admin }) => integer(admin)],
-      [C.OperState, ({ d }) => integer(state.libvirtLost ? O.OperState.Unknown : operState(d))],
-      [C.AutoStart, ({ d }) => integer(d.autostart === null ? O.AutoStart.Unknown : d.autostart ? O.AutoStart.Enabled : O.AutoStart.Disabled)],
-      [C.Persistent, ({ d }) => integer(d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient)],
-      [C.CurCpuNumber, ({ d }) => integer(d.curVcpus)],
-      // libvirt has no configured lower bound for vCPUs or memory.
-      [C.MinCpuNumber, () => integer(-1)],
-      [C.MaxCpuNumber, ({ d }) => integer(d.maxVcpus)],
-      [C.MemUnit, ({ mem }) => integer(mem.unit)],
-      [C.CurMem, ({ mem }) => integer(mem.scaled[0] ?? 0)],
-      [C.MinMem, () => integer(-1)],
-      [C.MaxMem, ({ mem }) => integer(mem.scaled[1] ?? -1)],
-      // Counted from the last shutdown → running change; a crashed domain kept
-      // around by on_crash=preserve is active but administratively down.
-      [C.UpTime, ({ d, admin, upSince }) =>
-        timeTicks(d.id >= 0 && admin !== O.AdminState.Shutdown && upSince !== null ? (state.now - upSince) / 10 : 0)],
-      // Some drivers report a clock-based CPU time for shut-off domains; an inactive VM has used none.
-      [C.CpuTime, ({ d }) => counter64(d.id >= 0 ? d.cpuTimeNs / NS_PER_US : 0n)],
-    ],
-  };
-}
+      sink.add({ index: [indexes.vmIndex], d, admin: adminState(d), upSince: indexes.runningSince, mem, state: s.state });
+    }
+  },
+  columns: [
+    [O.VmColumn.Name, ({ d }) => adminString(d.name)],
+    [O.VmColumn.UUID, ({ d }) => octets(uuidBytes(d.uuid))],
+    [O.VmColumn.OSType, ({ d }) => adminString(d.osType)],
+    [O.VmColumn.AdminState, ({ admin }) => integer(admin)],
+    [O.VmColumn.OperState, ({ d, state }) => integer(state.libvirtLost ? O.OperState.Unknown : operState(d))],
+    [O.VmColumn.AutoStart, ({ d }) => integer(d.autostart === null ? O.AutoStart.Unknown : d.autostart ? O.AutoStart.Enabled : O.AutoStart.Disabled)],
+    [O.VmColumn.Persistent, ({ d }) => integer(d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient)],
+    [O.VmColumn.CurCpuNumber, ({ d }) => integer(d.curVcpus)],
+    // libvirt has no configured lower bound for vCPUs or memory.
+    [O.VmColumn.MinCpuNumber, () => integer(-1)],
+    [O.VmColumn.MaxCpuNumber, ({ d }) => integer(d.maxVcpus)],
+    [O.VmColumn.MemUnit, ({ mem }) => integer(mem.unit)],
+    [O.VmColumn.CurMem, ({ mem }) => integer(mem.scaled[0] ?? 0)],
+    [O.VmColumn.MinMem, () => integer(-1)],
+    [O.VmColumn.MaxMem, ({ mem }) => integer(mem.scaled[1] ?? -1)],
+    // Counted from the last shutdown → running change; a crashed domain kept
+    // around by on_crash=preserve is active but administratively down.
+    [O.VmColumn.UpTime, ({ d, admin, upSince, state }) =>
+      timeTicks(d.id >= 0 && admin !== O.AdminState.Shutdown && upSince !== null ? (state.now - upSince) / 10 : 0)],
+    // Some drivers report a clock-based CPU time for shut-off domains; an inactive VM has used none.
+    [O.VmColumn.CpuTime, ({ d }) => counter64(d.id >= 0 ? d.cpuTimeNs / NS_PER_US : 0n)],
+  ],
+};
 
-function vmCpuTable(rows: readonly VmRow[]): Table<IndexedRow & { timeNs: bigint | null }> {
-  const visitRows = (visit: (row: IndexedRow & { timeNs: bigint | null }) => void): void => {
-    for (const { domain: d, indexes } of rows) {
+const VM_CPU_TABLE: Table<IndexedRow & { timeNs: bigint | null }> = {
+  entry: O.vmCpuEntry,
+  expectedRows: (s) => countOf(s.rows, vcpuCount),
+  rows: (s, sink) => {
+    for (const { domain: d, indexes } of s.rows) {
       for (const v of sortedVcpus(d)) {
         // An inactive VM's vCPUs have used no time since it stopped; a running
         // one whose time libvirt did not report gets no value rather than a false 0.
-        visit({ index: [indexes.vmIndex, v.number + 1], timeNs: d.id < 0 ? 0n : v.cpuTimeNs });
+        sink.add({ index: [indexes.vmIndex, v.number + 1], timeNs: d.id < 0 ? 0n : v.cpuTimeNs });
       }
     }
-  };
-  return {
-    entry: O.vmCpuEntry,
-    expectedRows: countOf(rows, (d) => d.vcpus.length),
-    rows: visitRows,
-    columns: [[O.VmCpuColumn.CoreTime, ({ timeNs }) => (timeNs === null ? undefined : counter64(timeNs / NS_PER_US))]],
-  };
-}
+  },
+  columns: [[O.VmCpuColumn.CoreTime, ({ timeNs }) => (timeNs === null ? undefined : counter64(timeNs / NS_PER_US))]],
+};
 
-function vmCpuAffinityTable(rows: readonly VmRow[], host: HostLinkage): Table<IndexedRow & { affinity: O.CpuAffinity }> {
-  const hostCpus = [...host.cpuDeviceIndex.entries()].sort((a, b) => a[1] - b[1]);
-  const visitRows = (visit: (row: IndexedRow & { affinity: O.CpuAffinity }) => void): void => {
+/** Host CPUs as [CPU number, hrDeviceIndex], by hrDeviceIndex. */
+const hostCpusOf = (host: HostLinkage): [number, number][] => [...host.cpuDeviceIndex.entries()].sort((a, b) => a[1] - b[1]);
+
+const VM_CPU_AFFINITY_TABLE: Table<IndexedRow & { affinity: O.CpuAffinity }> = {
+  entry: O.vmCpuAffinityEntry,
+  expectedRows: (s) => countOf(s.rows, vcpuCount) * s.host.cpuDeviceIndex.size,
+  rows: (s, sink) => {
+    const hostCpus = hostCpusOf(s.host);
     const index = [0, 0, 0];
     const row = { index, affinity: O.CpuAffinity.Unknown };
     // One reused bitmap of the vCPU's allowed host CPUs (no Set per vCPU).
     const allowed = new Uint8Array(hostCpus.reduce((max, [cpu]) => Math.max(max, cpu + 1), 0));
-    for (const { domain: d, indexes } of rows) {
+    for (const { domain: d, indexes } of s.rows) {
       index[0] = indexes.vmIndex;
       for (const v of sortedVcpus(d)) {
         index[1] = v.number + 1;
@@ -313,28 +340,40 @@ function vmCpuAffinityTable(rows: readonly VmRow[], host: HostLinkage): Table<In
         for (const [cpu, hrDeviceIndex] of hostCpus) {
           index[2] = hrDeviceIndex;
           row.affinity = v.affinity === null ? O.CpuAffinity.Unknown : allowed[cpu] === 1 ? O.CpuAffinity.Enable : O.CpuAffinity.Disable;
-          visit(row);
+          sink.add(row);
         }
       }
     }
-  };
-  return { entry: O.vmCpuAffinityEntry, expectedRows: countOf(rows, (d) => d.vcpus.length * hostCpus.length), rows: visitRows, columns: [[O.VmCpuAffinityColumn.Affinity, ({ affinity }) => integer(affinity)]] };
-}
+  },
+  columns: [[O.VmCpuAffinityColumn.Affinity, ({ affinity }) => integer(affinity)]],
+};
+
+const vcpuNumber = (v: DomainRecord['vcpus'][number]): number => v.number;
 
 /** vCPUs by number; libvirt lists them in order, so the usual case copies and sorts nothing. */
 function sortedVcpus(d: DomainRecord): DomainRecord['vcpus'] {
-  return inOrder(d.vcpus, (v) => v.number) ? d.vcpus : d.vcpus.slice().sort((a, b) => a.number - b.number);
+  return inOrder(d.vcpus, vcpuNumber) ? d.vcpus : d.vcpus.slice().sort((a, b) => a.number - b.number);
 }
 
-/** A VM's devices that have an index, by index (libvirt's order is usually index order already). */
-function byDeviceIndex<T>(items: readonly T[], indexOf: (item: T, position: number) => number | undefined): { item: T; index: number }[] {
+/**
+ * A VM's devices that have an index, by index (libvirt's order is usually
+ * index order already). `keyOf`: the key the index store numbers a device under.
+ */
+function byDeviceIndex<T>(
+  items: readonly T[],
+  keyOf: (item: T, position: number) => string,
+  indexes: Pick<ReadonlyMap<string, number>, 'get'>,
+): { item: T; index: number }[] {
   const out: { item: T; index: number }[] = [];
   for (let pos = 0; pos < items.length; pos++) {
-    const index = indexOf(items[pos], pos);
+    const index = indexes.get(keyOf(items[pos], pos));
     if (index !== undefined) out.push({ item: items[pos], index });
   }
-  return inOrder(out, (x) => x.index) ? out : out.sort((a, b) => a.index - b.index);
+  return inOrder(out, deviceIndexOf) ? out : out.sort((a, b) => a.index - b.index);
 }
+
+const deviceIndexOf = (x: { index: number }): number => x.index;
+const diskKey = (disk: DiskRecord): string => disk.target;
 
 function inOrder<T>(items: readonly T[], key: (item: T) => number): boolean {
   for (let i = 1; i < items.length; i++) if (key(items[i - 1]) > key(items[i])) return false;
@@ -348,40 +387,38 @@ interface StorageRow extends IndexedRow {
   sizes: { unit: number; scaled: (number | null)[] };
 }
 
-function vmStorageTable(rows: readonly VmRow[], host: HostLinkage, imagePaths: ReadonlyMap<string, string>): Table<StorageRow> {
-  const C = O.VmStorageColumn;
-  const visitRows = (visit: (row: StorageRow) => void): void => {
-    for (const { domain: d, indexes } of rows) {
-      for (const { item: disk, index } of byDeviceIndex(d.disks, (disk) => indexes.disks.get(disk.target))) {
-        visit(storageRow([indexes.vmIndex, index], disk, host, imagePaths));
+/** A counter's value, scaled down by `div`; absent when unknown. */
+const optionalCounter = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
+
+const VM_STORAGE_TABLE: Table<StorageRow> = {
+  entry: O.vmStorageEntry,
+  expectedRows: (s) => countOf(s.rows, diskCount),
+  rows: (s, sink) => {
+    for (const { domain: d, indexes } of s.rows) {
+      for (const { item: disk, index } of byDeviceIndex(d.disks, diskKey, indexes.disks)) {
+        sink.add(storageRow([indexes.vmIndex, index], disk, s.host, s.snapshot.imagePaths));
       }
     }
-  };
-  const opt = (v: bigint | null, div = 1n): Value | undefined => (v === null ? undefined : counter64(v / div));
-  return {
-    entry: O.vmStorageEntry,
-    expectedRows: countOf(rows, (d) => d.disks.length),
-    rows: visitRows,
-    columns: [
-      [C.Parent, ({ parent }) => integer(parent)],
-      [C.SourceType, ({ sourceType }) => integer(sourceType)],
-      [C.SourceTypeString, ({ disk }) => adminString(disk.format ?? disk.sourceKind)],
-      [C.ResourceID, ({ disk }) => adminString(disk.source ?? '')],
-      [C.Access, ({ disk }) => integer(disk.readonly || disk.device === 'cdrom' ? O.StorageAccess.ReadOnly : O.StorageAccess.ReadWrite)],
-      [C.MediaType, ({ disk }) => integer(storageMediaType(disk))],
-      [C.MediaTypeString, ({ disk }) => adminString(disk.bus ?? '')],
-      [C.SizeUnit, ({ sizes }) => integer(sizes.unit)],
-      [C.DefinedSize, ({ sizes }) => integer(sizes.scaled[0] ?? -1)],
-      [C.AllocatedSize, ({ sizes }) => integer(sizes.scaled[1] ?? -1)],
-      [C.ReadIOs, ({ disk }) => opt(disk.rdReq)],
-      [C.WriteIOs, ({ disk }) => opt(disk.wrReq)],
-      [C.ReadOctets, ({ disk }) => opt(disk.rdBytes)],
-      [C.WriteOctets, ({ disk }) => opt(disk.wrBytes)],
-      [C.ReadLatency, ({ disk }) => opt(disk.rdTotalTimeNs, NS_PER_US)],
-      [C.WriteLatency, ({ disk }) => opt(disk.wrTotalTimeNs, NS_PER_US)],
-    ],
-  };
-}
+  },
+  columns: [
+    [O.VmStorageColumn.Parent, ({ parent }) => integer(parent)],
+    [O.VmStorageColumn.SourceType, ({ sourceType }) => integer(sourceType)],
+    [O.VmStorageColumn.SourceTypeString, ({ disk }) => adminString(disk.format ?? disk.sourceKind)],
+    [O.VmStorageColumn.ResourceID, ({ disk }) => adminString(disk.source ?? '')],
+    [O.VmStorageColumn.Access, ({ disk }) => integer(disk.readonly || disk.device === 'cdrom' ? O.StorageAccess.ReadOnly : O.StorageAccess.ReadWrite)],
+    [O.VmStorageColumn.MediaType, ({ disk }) => integer(storageMediaType(disk))],
+    [O.VmStorageColumn.MediaTypeString, ({ disk }) => adminString(disk.bus ?? '')],
+    [O.VmStorageColumn.SizeUnit, ({ sizes }) => integer(sizes.unit)],
+    [O.VmStorageColumn.DefinedSize, ({ sizes }) => integer(sizes.scaled[0] ?? -1)],
+    [O.VmStorageColumn.AllocatedSize, ({ sizes }) => integer(sizes.scaled[1] ?? -1)],
+    [O.VmStorageColumn.ReadIOs, ({ disk }) => optionalCounter(disk.rdReq)],
+    [O.VmStorageColumn.WriteIOs, ({ disk }) => optionalCounter(disk.wrReq)],
+    [O.VmStorageColumn.ReadOctets, ({ disk }) => optionalCounter(disk.rdBytes)],
+    [O.VmStorageColumn.WriteOctets, ({ disk }) => optionalCounter(disk.wrBytes)],
+    [O.VmStorageColumn.ReadLatency, ({ disk }) => optionalCounter(disk.rdTotalTimeNs, NS_PER_US)],
+    [O.VmStorageColumn.WriteLatency, ({ disk }) => optionalCounter(disk.wrTotalTimeNs, NS_PER_US)],
+  ],
+};
 
 const SPARSE_FORMATS = new Set(['qcow', 'qcow2', 'qed', 'vmdk', 'vdi', 'vhd', 'vpc', 'vhdx', 'cow', 'dmg', 'cloop', 'bochs', 'parallels', 'luks']);
 
@@ -437,29 +474,26 @@ interface NetworkRow extends IndexedRow {
   mac: Buffer | null;
 }
 
-function vmNetworkTable(rows: readonly VmRow[], host: HostInfo): Table<NetworkRow> {
-  const C = O.VmNetworkColumn;
-  const visitRows = (visit: (row: NetworkRow) => void): void => {
-    for (const { domain: d, indexes } of rows) {
-      for (const { item: nic, index } of byDeviceIndex(d.nics, (nic, pos) => indexes.nics.get(nicKey(nic, pos)))) {
-        const iface = nic.hostDevice ? host.interfaces.get(nic.hostDevice) : undefined;
-        const parent = iface ? iface.parentIfIndex : nic.source ? host.interfaces.get(nic.source)?.ifIndex ?? 0 : 0;
-        visit({ index: [indexes.vmIndex, index], ifIndex: iface?.ifIndex ?? 0, parent, model: nic.model ?? '', mac: macBytes(nic.mac) });
+const VM_NETWORK_TABLE: Table<NetworkRow> = {
+  entry: O.vmNetworkEntry,
+  expectedRows: (s) => countOf(s.rows, nicCount),
+  rows: (s, sink) => {
+    const { interfaces } = s.snapshot.host;
+    for (const { domain: d, indexes } of s.rows) {
+      for (const { item: nic, index } of byDeviceIndex(d.nics, nicKey, indexes.nics)) {
+        const iface = nic.hostDevice ? interfaces.get(nic.hostDevice) : undefined;
+        const parent = iface ? iface.parentIfIndex : nic.source ? interfaces.get(nic.source)?.ifIndex ?? 0 : 0;
+        sink.add({ index: [indexes.vmIndex, index], ifIndex: iface?.ifIndex ?? 0, parent, model: nic.model ?? '', mac: macBytes(nic.mac) });
       }
     }
-  };
-  return {
-    entry: O.vmNetworkEntry,
-    expectedRows: countOf(rows, (d) => d.nics.length),
-    rows: visitRows,
-    columns: [
-      [C.IfIndex, ({ ifIndex }) => integer(ifIndex)],
-      [C.Parent, ({ parent }) => integer(parent)],
-      [C.Model, ({ model }) => adminString(model)],
-      [C.PhysAddress, ({ mac }) => octets(mac ?? Buffer.alloc(0))],
-    ],
-  };
-}
+  },
+  columns: [
+    [O.VmNetworkColumn.IfIndex, ({ ifIndex }) => integer(ifIndex)],
+    [O.VmNetworkColumn.Parent, ({ parent }) => integer(parent)],
+    [O.VmNetworkColumn.Model, ({ model }) => adminString(model)],
+    [O.VmNetworkColumn.PhysAddress, ({ mac }) => octets(mac ?? Buffer.alloc(0))],
+  ],
+};
 
 /** The key a NIC keeps its vmNetworkIndex under: its MAC, or its position when it has none. */
 export function nicKey(nic: NicRecord, position: number): string {
