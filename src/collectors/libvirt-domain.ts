@@ -31,12 +31,12 @@ import {
   jobInfo,
   jobStats,
   legacyBlockStats,
+  type BlockCounters,
   type JobState,
 } from '../libvirt/domain-calls';
 import { ErrorCode, LibvirtError } from '../libvirt/errors';
 import type { DomainPtr } from '../libvirt/ffi';
 import { blockIndexByName, type BulkBlock, type DomainStats } from '../libvirt/domain-stats';
-import { paramBigInt, type TypedParamValue } from '../libvirt/typed-params';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
 import { sharedNumberList } from './interner';
@@ -425,7 +425,7 @@ function bulkSizes(record: DiskRecord, bulk: BulkBlock): void {
   record.physical = bulk.physical;
 }
 
-function bulkCounters(record: DiskRecord, bulk: BulkBlock): void {
+function bulkCounters(record: DiskRecord, bulk: BlockCounters): void {
   record.rdReq = bulk.rdReqs;
   record.wrReq = bulk.wrReqs;
   record.rdBytes = bulk.rdBytes;
@@ -463,19 +463,10 @@ async function diskRecord(
     bulkCounters(record, bulk);
     return record;
   }
-  let stats: Map<string, TypedParamValue> | null = null;
   try {
-    stats = await blockStatsAnyApi(t.dom, disk.target, ctx.support);
+    bulkCounters(record, await blockStatsAnyApi(t.dom, disk.target, ctx.support));
   } catch (err) {
     minorFailed(ctx, t, `block stats of ${disk.target}`, err);
-  }
-  if (stats !== null) {
-    record.rdReq = paramBigInt(stats, 'rd_operations');
-    record.wrReq = paramBigInt(stats, 'wr_operations');
-    record.rdBytes = paramBigInt(stats, 'rd_bytes');
-    record.wrBytes = paramBigInt(stats, 'wr_bytes');
-    record.rdTotalTimeNs = paramBigInt(stats, 'rd_total_times');
-    record.wrTotalTimeNs = paramBigInt(stats, 'wr_total_times');
   }
   return record;
 }
@@ -485,7 +476,7 @@ async function blockStatsAnyApi(
   dom: DomainPtr,
   target: string,
   support: DriverSupport,
-): Promise<Map<string, TypedParamValue>> {
+): Promise<BlockCounters> {
   if (support.blockStatsFlags !== 'no') {
     try {
       const stats = await blockStats(dom, target);

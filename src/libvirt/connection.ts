@@ -61,6 +61,11 @@ export class LibvirtConnection {
     return this.lastFacts;
   }
 
+  /** The URI open() was given (null: libvirt's default), as against the one libvirt reports. */
+  get requestedUri(): string | null {
+    return this.uri;
+  }
+
   describeUri(): string {
     return this.lastFacts?.uri ?? this.uri ?? 'the default libvirt URI';
   }

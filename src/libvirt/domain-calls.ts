@@ -2,25 +2,41 @@
 // Each runs with koffi's `.async` form on the libuv thread pool (see
 // calls.ts): with the qemu driver any of them may wait for the domain's job
 // lock or its monitor. A failed call rejects with a LibvirtError.
+//
+// The counter queries also have a form made on the calling thread (…Now),
+// for a driver that answers from memory (calls.ts, answersFromMemory); it
+// throws the LibvirtError instead.
 
 import {
+  BLOCK_INFO,
+  DOMAIN_INFO,
+  LEGACY_BLOCK_STATS,
   libvirt,
   TYPED_PARAM_SIZE,
   VCPU_INFO_SIZE,
-  type BlockInfoStruct,
-  type DomainInfoStruct,
   type DomainPtr,
   type JobInfoStruct,
-  type LegacyBlockStatsStruct,
   type LibvirtApi,
   type NativePtr,
 } from './ffi';
-import { callAsync, callChecked, checked, nonNegative, takeString, toBigInt } from './calls';
-import { decodeNativeTypedParams, decodeTypedParams, type TypedParamValue } from './typed-params';
+import { callAsync, callChecked, callNow, checked, nonNegative, takeString, type CallOf } from './calls';
+import { decodeNativeTypedParams, decodeTypedParams, paramBigInt, type TypedParamValue } from './typed-params';
 import { endianness } from 'node:os';
 
 const littleEndian = endianness() === 'LE';
 const api = (): LibvirtApi => libvirt().api;
+const u64 = (b: Buffer, at: number): bigint => (littleEndian ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at));
+const i64 = (b: Buffer, at: number): bigint => (littleEndian ? b.readBigInt64LE(at) : b.readBigInt64BE(at));
+
+/**
+ * Out-buffers of the …Now forms, one per layout: those calls are synchronous,
+ * so one call's buffer is read before the next call writes it.
+ */
+const nowBuffers = {
+  info: Buffer.alloc(DOMAIN_INFO.size),
+  blockInfo: Buffer.alloc(BLOCK_INFO.size),
+  blockStats: Buffer.alloc(LEGACY_BLOCK_STATS.size),
+};
 
 // --------------------------------------------------- domain driver queries
 
@@ -31,11 +47,17 @@ export function domainState(dom: DomainPtr): Promise<{ state: number; reason: nu
     () => ({ state: state[0], reason: reason[0] }));
 }
 
-export function domainInfo(dom: DomainPtr): Promise<{ memoryKiB: bigint; cpuTimeNs: bigint }> {
-  const info: Partial<DomainInfoStruct> = {};
-  return callChecked(api().virDomainGetInfo, [dom, info], nonNegative, 'virDomainGetInfo', null,
-    () => ({ memoryKiB: toBigInt(info.memory ?? 0), cpuTimeNs: toBigInt(info.cpuTime ?? 0) }));
+export interface Info {
+  memoryKiB: bigint;
+  cpuTimeNs: bigint;
 }
+
+function infoCall(dom: DomainPtr, buf: Buffer): CallOf<[DomainPtr, Buffer], number, Info> {
+  return [api().virDomainGetInfo, [dom, buf], nonNegative, 'virDomainGetInfo', null,
+    () => ({ memoryKiB: u64(buf, DOMAIN_INFO.memory), cpuTimeNs: u64(buf, DOMAIN_INFO.cpuTime) })];
+}
+export const domainInfo = (dom: DomainPtr): Promise<Info> => callChecked(...infoCall(dom, Buffer.alloc(DOMAIN_INFO.size)));
+export const domainInfoNow = (dom: DomainPtr): Info => callNow(...infoCall(dom, nowBuffers.info));
 
 const notNull = (p: NativePtr | null): boolean => p !== null;
 const xmlText = (p: NativePtr | null): string => takeString(p) ?? '';
@@ -50,11 +72,13 @@ export interface VcpuInfo {
   cpuTimeNs: bigint;
 }
 
-export function domainVcpus(dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> {
+function vcpusCall(dom: DomainPtr, maxVcpus: number): CallOf<[DomainPtr, Buffer, number, null, number], number, VcpuInfo[]> {
   const buf = Buffer.alloc(VCPU_INFO_SIZE * Math.max(maxVcpus, 1));
-  return callChecked(api().virDomainGetVcpus, [dom, buf, Math.max(maxVcpus, 1), null, 0], nonNegative, 'virDomainGetVcpus', null,
-    (n) => decodeVcpus(buf, n));
+  return [api().virDomainGetVcpus, [dom, buf, Math.max(maxVcpus, 1), null, 0], nonNegative, 'virDomainGetVcpus', null,
+    (n) => decodeVcpus(buf, n)];
 }
+export const domainVcpus = (dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> => callChecked(...vcpusCall(dom, maxVcpus));
+export const domainVcpusNow = (dom: DomainPtr, maxVcpus: number): VcpuInfo[] => callNow(...vcpusCall(dom, maxVcpus));
 
 function decodeVcpus(buf: Buffer, n: number): VcpuInfo[] {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -91,56 +115,81 @@ export function cpusInMap(map: Uint8Array, offset: number, maplen: number, hostC
   return cpus;
 }
 
-export function blockInfo(
-  dom: DomainPtr,
-  target: string,
-): Promise<{ capacity: bigint; allocation: bigint; physical: bigint }> {
-  const info: Partial<BlockInfoStruct> = {};
-  return callChecked(api().virDomainGetBlockInfo, [dom, target, info, 0], nonNegative, 'virDomainGetBlockInfo', target, () => ({
-    capacity: toBigInt(info.capacity ?? 0),
-    allocation: toBigInt(info.allocation ?? 0),
-    physical: toBigInt(info.physical ?? 0),
-  }));
+export interface BlockSizes {
+  capacity: bigint;
+  allocation: bigint;
+  physical: bigint;
+}
+
+function blockInfoCall(dom: DomainPtr, target: string, buf: Buffer): CallOf<[DomainPtr, string, Buffer, number], number, BlockSizes> {
+  return [api().virDomainGetBlockInfo, [dom, target, buf, 0], nonNegative, 'virDomainGetBlockInfo', target, () => ({
+    capacity: u64(buf, BLOCK_INFO.capacity),
+    allocation: u64(buf, BLOCK_INFO.allocation),
+    physical: u64(buf, BLOCK_INFO.physical),
+  })];
+}
+export const blockInfo = (dom: DomainPtr, target: string): Promise<BlockSizes> =>
+  callChecked(...blockInfoCall(dom, target, Buffer.alloc(BLOCK_INFO.size)));
+export const blockInfoNow = (dom: DomainPtr, target: string): BlockSizes => callNow(...blockInfoCall(dom, target, nowBuffers.blockInfo));
+
+/** A disk's counters, named as in the bulk stats record; null where the driver does not report one. */
+export interface BlockCounters {
+  rdReqs: bigint | null;
+  rdBytes: bigint | null;
+  rdTimes: bigint | null;
+  wrReqs: bigint | null;
+  wrBytes: bigint | null;
+  wrTimes: bigint | null;
 }
 
 /** Enough slots for every field libvirt 9 defines for block stats (it fills at most this many). */
 const BLOCK_STATS_SLOTS = 16;
 
-export function blockStats(dom: DomainPtr, target: string): Promise<Map<string, TypedParamValue>> {
+type BlockStatsCall<A extends unknown[]> = CallOf<A, number, BlockCounters>;
+
+function blockStatsCall(dom: DomainPtr, target: string): BlockStatsCall<[DomainPtr, string, Buffer, [number], number]> {
   const buf = Buffer.alloc(TYPED_PARAM_SIZE * BLOCK_STATS_SLOTS);
   const nparams: [number] = [BLOCK_STATS_SLOTS];
-  return callChecked(api().virDomainBlockStatsFlags, [dom, target, buf, nparams, 0], nonNegative, 'virDomainBlockStatsFlags', target, () => {
+  return [api().virDomainBlockStatsFlags, [dom, target, buf, nparams, 0], nonNegative, 'virDomainBlockStatsFlags', target, () => {
     try {
-      return decodeTypedParams(buf, nparams[0]);
+      return countersFromParams(decodeTypedParams(buf, nparams[0]));
     } finally {
       api().virTypedParamsClear(buf, nparams[0]);
     }
-  });
+  }];
 }
+export const blockStats = (dom: DomainPtr, target: string): Promise<BlockCounters> => callChecked(...blockStatsCall(dom, target));
+export const blockStatsNow = (dom: DomainPtr, target: string): BlockCounters => callNow(...blockStatsCall(dom, target));
 
-/**
- * virDomainBlockStats, for drivers without virDomainBlockStatsFlags. Returns
- * the same field names as the typed-parameter API; it has no latency totals.
- */
-export function legacyBlockStats(dom: DomainPtr, target: string): Promise<Map<string, TypedParamValue>> {
-  const s: Partial<LegacyBlockStatsStruct> = {};
-  const size = libvirt().protos.legacyBlockStatsStruct.size;
-  return callChecked(api().virDomainBlockStats, [dom, target, s, size], nonNegative, 'virDomainBlockStats', target, () => legacyParams(s));
-}
-
-function legacyParams(s: Partial<LegacyBlockStatsStruct>): Map<string, TypedParamValue> {
-  const params = new Map<string, TypedParamValue>();
-  // -1 means "this driver does not know" in the legacy struct.
-  const put = (name: string, v: number | bigint | undefined): void => {
-    if (v !== undefined && toBigInt(v) >= 0n) params.set(name, toBigInt(v));
+function countersFromParams(stats: ReadonlyMap<string, TypedParamValue>): BlockCounters {
+  return {
+    rdReqs: paramBigInt(stats, 'rd_operations'),
+    rdBytes: paramBigInt(stats, 'rd_bytes'),
+    rdTimes: paramBigInt(stats, 'rd_total_times'),
+    wrReqs: paramBigInt(stats, 'wr_operations'),
+    wrBytes: paramBigInt(stats, 'wr_bytes'),
+    wrTimes: paramBigInt(stats, 'wr_total_times'),
   };
-  put('rd_operations', s.rd_req);
-  put('rd_bytes', s.rd_bytes);
-  put('wr_operations', s.wr_req);
-  put('wr_bytes', s.wr_bytes);
-  put('errs', s.errs);
-  return params;
 }
+
+/** virDomainBlockStats, for drivers without virDomainBlockStatsFlags: no latency totals. */
+function legacyBlockStatsCall(dom: DomainPtr, target: string, buf: Buffer): BlockStatsCall<[DomainPtr, string, Buffer, number]> {
+  return [api().virDomainBlockStats, [dom, target, buf, LEGACY_BLOCK_STATS.size], nonNegative, 'virDomainBlockStats', target, () => ({
+    rdReqs: known(i64(buf, LEGACY_BLOCK_STATS.rdReq)),
+    rdBytes: known(i64(buf, LEGACY_BLOCK_STATS.rdBytes)),
+    rdTimes: null,
+    wrReqs: known(i64(buf, LEGACY_BLOCK_STATS.wrReq)),
+    wrBytes: known(i64(buf, LEGACY_BLOCK_STATS.wrBytes)),
+    wrTimes: null,
+  })];
+}
+export const legacyBlockStats = (dom: DomainPtr, target: string): Promise<BlockCounters> =>
+  callChecked(...legacyBlockStatsCall(dom, target, Buffer.alloc(LEGACY_BLOCK_STATS.size)));
+export const legacyBlockStatsNow = (dom: DomainPtr, target: string): BlockCounters =>
+  callNow(...legacyBlockStatsCall(dom, target, nowBuffers.blockStats));
+
+/** -1 means "this driver does not know" in the legacy struct. */
+const known = (v: bigint): bigint | null => (v >= 0n ? v : null);
 
 export interface JobState {
   /** virDomainJobType: 0 none, 1 bounded, 2 unbounded. */

@@ -21,30 +21,16 @@ export type NativePtr = bigint;
 /** A one-element array koffi writes an `_Out_` scalar into. */
 export type OutBox<T> = [T];
 
-/** virDomainInfo (libvirt-domain.h). */
-export interface DomainInfoStruct {
-  state: number;
-  maxMem: number | bigint;
-  memory: number | bigint;
-  nrVirtCpu: number;
-  cpuTime: number | bigint;
-}
-
-/** virDomainBlockInfo. */
-export interface BlockInfoStruct {
-  capacity: number | bigint;
-  allocation: number | bigint;
-  physical: number | bigint;
-}
-
-/** virDomainBlockStatsStruct: the pre-typed-parameter block stats (all long long, -1 = unknown). */
-export interface LegacyBlockStatsStruct {
-  rd_req: number | bigint;
-  rd_bytes: number | bigint;
-  wr_req: number | bigint;
-  wr_bytes: number | bigint;
-  errs: number | bigint;
-}
+// virDomainInfo, virDomainBlockInfo and virDomainBlockStatsStruct are read
+// from a caller-owned buffer at these offsets (LP64: unsigned long is 8
+// bytes), not decoded into an object by koffi: the object and its fields
+// cost more than the call itself against an in-process driver.
+/** virDomainInfo: memory (unsigned long, KiB) and cpuTime (unsigned long long, ns). */
+export const DOMAIN_INFO = { size: 40, memory: 16, cpuTime: 32 } as const;
+/** virDomainBlockInfo: three unsigned long long. */
+export const BLOCK_INFO = { size: 24, capacity: 0, allocation: 8, physical: 16 } as const;
+/** virDomainBlockStatsStruct: five long long, -1 where the driver does not know. */
+export const LEGACY_BLOCK_STATS = { size: 40, rdReq: 0, rdBytes: 8, wrReq: 16, wrBytes: 24, errs: 32 } as const;
 
 /** virDomainJobInfo (only `type` is used; the rest keeps the layout right). */
 export interface JobInfoStruct {
@@ -186,7 +172,8 @@ export interface LibvirtApi {
   virDomainGetState: KoffiFunc<
     (dom: DomainPtr, state: OutBox<number>, reason: OutBox<number>, flags: number) => number
   >;
-  virDomainGetInfo: KoffiFunc<(dom: DomainPtr, info: Partial<DomainInfoStruct>) => number>;
+  /** `info`: DOMAIN_INFO.size bytes. */
+  virDomainGetInfo: KoffiFunc<(dom: DomainPtr, info: Buffer) => number>;
   /** Returns a malloc'd string: free it. */
   virDomainGetXMLDesc: KoffiFunc<(dom: DomainPtr, flags: number) => NativePtr | null>;
   virDomainGetVcpus: KoffiFunc<
@@ -195,16 +182,13 @@ export interface LibvirtApi {
   virDomainGetVcpuPinInfo: KoffiFunc<
     (dom: DomainPtr, ncpumaps: number, cpumaps: Buffer, maplen: number, flags: number) => number
   >;
-  virDomainGetBlockInfo: KoffiFunc<
-    (dom: DomainPtr, disk: string, info: Partial<BlockInfoStruct>, flags: number) => number
-  >;
+  /** `info`: BLOCK_INFO.size bytes. */
+  virDomainGetBlockInfo: KoffiFunc<(dom: DomainPtr, disk: string, info: Buffer, flags: number) => number>;
   virDomainBlockStatsFlags: KoffiFunc<
     (dom: DomainPtr, disk: string, params: Buffer, nparams: [number], flags: number) => number
   >;
-  /** Older block stats API, for drivers without virDomainBlockStatsFlags (the test driver). */
-  virDomainBlockStats: KoffiFunc<
-    (dom: DomainPtr, disk: string, stats: Partial<LegacyBlockStatsStruct>, size: number) => number
-  >;
+  /** Older block stats API, for drivers without virDomainBlockStatsFlags (the test driver). `stats`: LEGACY_BLOCK_STATS.size bytes. */
+  virDomainBlockStats: KoffiFunc<(dom: DomainPtr, disk: string, stats: Buffer, size: number) => number>;
   virDomainGetJobInfo: KoffiFunc<(dom: DomainPtr, info: Partial<JobInfoStruct>) => number>;
   /** `params` receives a libvirt-allocated typed-parameter array: virTypedParamsFree it. */
   virDomainGetJobStats: KoffiFunc<
@@ -266,8 +250,6 @@ export interface LibvirtProtos {
   domainCallback: TypeObject;
   /** virError, for koffi.decode of the handler's argument. */
   errorStruct: TypeObject;
-  /** virDomainBlockStatsStruct, whose size virDomainBlockStats wants. */
-  legacyBlockStatsStruct: TypeObject;
 }
 
 export interface Libvirt {
@@ -298,21 +280,6 @@ function load(): Libvirt {
 
   const ptr = 'void *';
   const str = 'const char *';
-  const domainInfo = koffi.struct({
-    state: 'uchar',
-    maxMem: 'ulong',
-    memory: 'ulong',
-    nrVirtCpu: 'ushort',
-    cpuTime: 'ulonglong',
-  });
-  const blockInfo = koffi.struct({ capacity: 'ulonglong', allocation: 'ulonglong', physical: 'ulonglong' });
-  const legacyBlockStats = koffi.struct({
-    rd_req: 'longlong',
-    rd_bytes: 'longlong',
-    wr_req: 'longlong',
-    wr_bytes: 'longlong',
-    errs: 'longlong',
-  });
   const jobInfo = koffi.struct({
     type: 'int',
     timeElapsed: 'ulonglong',
@@ -389,13 +356,13 @@ function load(): Libvirt {
     virDomainGetID: f('virDomainGetID', 'uint', [ptr]),
 
     virDomainGetState: f('virDomainGetState', 'int', [ptr, out('int'), out('int'), 'uint']),
-    virDomainGetInfo: f('virDomainGetInfo', 'int', [ptr, out(domainInfo)]),
+    virDomainGetInfo: f('virDomainGetInfo', 'int', [ptr, ptr]),
     virDomainGetXMLDesc: f('virDomainGetXMLDesc', ptr, [ptr, 'uint']),
     virDomainGetVcpus: f('virDomainGetVcpus', 'int', [ptr, ptr, 'int', ptr, 'int']),
     virDomainGetVcpuPinInfo: f('virDomainGetVcpuPinInfo', 'int', [ptr, 'int', ptr, 'int', 'uint']),
-    virDomainGetBlockInfo: f('virDomainGetBlockInfo', 'int', [ptr, str, out(blockInfo), 'uint']),
+    virDomainGetBlockInfo: f('virDomainGetBlockInfo', 'int', [ptr, str, ptr, 'uint']),
     virDomainBlockStatsFlags: f('virDomainBlockStatsFlags', 'int', [ptr, str, ptr, koffi.inout(koffi.pointer(koffi.type('int'))), 'uint']),
-    virDomainBlockStats: f('virDomainBlockStats', 'int', [ptr, str, out(legacyBlockStats), 'size_t']),
+    virDomainBlockStats: f('virDomainBlockStats', 'int', [ptr, str, ptr, 'size_t']),
     virDomainGetJobInfo: f('virDomainGetJobInfo', 'int', [ptr, out(jobInfo)]),
     virDomainGetJobStats: f('virDomainGetJobStats', 'int', [ptr, out('int'), out(ptr), out('int'), 'uint']),
     virDomainGetAutostart: f('virDomainGetAutostart', 'int', [ptr, out('int')]),
@@ -431,7 +398,6 @@ function load(): Libvirt {
     migrationIterationCallback: koffi.proto('void', [ptr, ptr, 'int', ptr]),
     domainCallback: koffi.proto('void', [ptr, ptr]),
     errorStruct,
-    legacyBlockStatsStruct: legacyBlockStats,
   };
 
   return { api, protos };
