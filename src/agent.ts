@@ -12,7 +12,7 @@ import { hvUpTimeTicks, ModelState, notificationSwitches, indexKeys, vmMibView, 
 import { NetSnmpLinkage } from './model/linkage';
 import { migrationNotifications, Notification, NotificationBaseline, NotificationStormGuard } from './notifications';
 import { migrationVarbinds } from './model/vmm-agentx-mib';
-import { releaseFreedNativeMemory } from './native-memory';
+import { NativeMemoryTrims, releaseFreedNativeMemory } from './native-memory';
 import { CollectorReport } from './collectors/collector';
 import { DomainSource, MIGRATION_SAMPLE_MS, SnapshotCollector } from './snapshot-collector';
 import { MigrationStore } from './state/migration-store';
@@ -82,6 +82,7 @@ export class VmmAgent {
   private readonly stormGuard: NotificationStormGuard;
   /** snmpd's memory of the host's CPUs and mounts, for its hrDeviceIndex and hrStorageIndex. */
   private readonly linkage = new NetSnmpLinkage();
+  private readonly trims = new NativeMemoryTrims();
   /** VM indexes of the last refresh, null before the first: another set of VMs changes vmTableLastChange. */
   private indexes: ReadonlyMap<string, VmIndexes> | null = null;
   private modelState: ModelState;
@@ -283,7 +284,7 @@ export class VmmAgent {
     this.scheduleMigrationSamples();
     await store.save();
     // Not awaited: it runs on the pool while the agent goes back to answering.
-    void releaseFreedNativeMemory();
+    if (this.trims.due(rows.length)) void releaseFreedNativeMemory();
     const cpu = process.cpuUsage(cpuBefore);
     const calls = callsSince(callsBefore, this.collector.libvirtCallsMade());
     log('debug', `refresh: ${rows.length} VMs, ${view.size} instances, ${(performance.now() - wallBefore).toFixed(1)} ms wall, ` +

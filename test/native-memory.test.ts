@@ -2,7 +2,7 @@ import { readFileSync } from 'fs';
 import * as path from 'path';
 import { runCommand } from './harness/process';
 import koffi from 'koffi';
-import { canReleaseNativeMemory, releaseFreedNativeMemory } from '../src/native-memory';
+import { canReleaseNativeMemory, NativeMemoryTrims, releaseFreedNativeMemory } from '../src/native-memory';
 
 /** Compiled by `npm test` before jest runs. */
 const NATIVE_MEMORY_JS = path.join(__dirname, '../dist/src/native-memory.js');
@@ -65,5 +65,22 @@ describe('releaseFreedNativeMemory', () => {
     };
     expect(await mmappedGrowth(false)).toBe(0);
     expect(await mmappedGrowth(true)).toBeGreaterThanOrEqual(2 * 1024 * 1024);
+  });
+});
+
+describe('NativeMemoryTrims', () => {
+  test('a large host trims after every refresh, a small one at most once a minute', () => {
+    let now = 1_000_000;
+    const trims = new NativeMemoryTrims(() => now);
+    expect([trims.due(1000), trims.due(1000), trims.due(10_000)]).toEqual([true, true, true]);
+    now += 1000;
+    // 50 VMs: the first refresh trims, then none until a minute has passed.
+    expect(trims.due(50)).toBe(false);
+    now += 59_000;
+    expect([trims.due(50), trims.due(50)]).toEqual([true, false]);
+    now += 30_000;
+    expect(trims.due(0)).toBe(false);
+    now += 30_000;
+    expect(trims.due(0)).toBe(true);
   });
 });

@@ -261,8 +261,14 @@ export class LastGoodRecords {
   /** Names of packed records that differ from their facts' (a rename between the list and the XML fetch): rare. */
   private names = new Map<string, string>();
 
-  /** `factsOf`: the parsed XML a domain's record was built from, when known. */
-  constructor(private readonly factsOf: (uuid: string) => DomainXmlFacts | undefined) {}
+  /**
+   * `factsOf`: the parsed XML a domain's record was built from, when known.
+   * `packFrom`: pack() packs only when it holds at least this many records.
+   */
+  constructor(
+    private readonly factsOf: (uuid: string) => DomainXmlFacts | undefined,
+    private readonly packFrom = 0,
+  ) {}
 
   get size(): number {
     return this.loose.size + this.index.size;
@@ -334,7 +340,7 @@ export class LastGoodRecords {
    * here is megabytes.
    */
   pack(): void {
-    if (this.loose.size === 0) return;
+    if (this.loose.size === 0 || this.size < this.packFrom) return;
     // Records still packed from before (domains that have not answered
     // since: rare) are unpacked, so that one layout holds them all.
     for (const [uuid, n] of this.index) this.loose.set(uuid, this.decode(uuid, n));

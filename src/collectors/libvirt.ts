@@ -116,6 +116,13 @@ const STATS_GROUPS = StatsGroup.STATE | StatsGroup.CPU_TOTAL | StatsGroup.BALLOO
  */
 const FLAGS_PER_DOMAIN_UP_TO = 8;
 
+/**
+ * Last good records are packed from this many domains on: below it they are
+ * a megabyte or so as objects, and packing them would cost ~7 µs a domain
+ * every refresh for nothing (docs/memory.md, "Last good records").
+ */
+const PACK_LAST_GOOD_FROM = 1000;
+
 /** 'late': missed its deadline; 'kept': not asked this time (a collection of the domains an event named). */
 type Outcome = { kind: 'ok'; record: DomainRecord } | { kind: 'failed'; error: unknown } | { kind: 'late' } | { kind: 'kept' };
 
@@ -142,7 +149,7 @@ export class LibvirtCollector {
   /** Domains whose job statistics call has not returned yet (one at a time each). */
   private readonly jobCallsInFlight = new Set<string>();
   private readonly xmlCache = new Map<string, { digest: string; facts: DomainXmlFacts }>();
-  private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts);
+  private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts, PACK_LAST_GOOD_FROM);
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
   private readonly logged = new Map<string, string>();
   /** Domains whose configuration an event said may have changed since it was read. */

@@ -117,6 +117,21 @@ describe('LastGoodRecords', () => {
     expect(perRecord).toBeGreaterThan(60);
   });
 
+  test('with packFrom, fewer records than that stay as they were set', () => {
+    const domains = Array.from({ length: 20 }, (_, i) => randomDomain(i + 1));
+    const facts = new Map(domains.map((d) => [d.facts.uuid, d.facts]));
+    const store = new LastGoodRecords((uuid) => facts.get(uuid), 21);
+    for (const d of domains) store.set(d.record.uuid, d.record);
+    store.pack();
+    expect(store.packed.records).toBe(0);
+    for (const { record } of domains) expect(store.get(record.uuid)).toBe(record);
+    const more = randomDomain(21);
+    facts.set(more.facts.uuid, more.facts);
+    store.set(more.record.uuid, more.record);
+    store.pack();
+    expect(store.packed.records).toBe(21);
+  });
+
   test('records set since the last pack are served as set, then packed with the ones that were not set again', () => {
     const domains = Array.from({ length: 20 }, (_, i) => randomDomain(i + 1));
     const facts = new Map(domains.map((d) => [d.facts.uuid, d.facts]));
