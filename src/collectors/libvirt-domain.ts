@@ -36,7 +36,7 @@ import {
 } from '../libvirt/domain-calls';
 import { ErrorCode, LibvirtError } from '../libvirt/errors';
 import type { DomainPtr } from '../libvirt/ffi';
-import { blockIndexByName, type BulkBlock, type DomainStats } from '../libvirt/domain-stats';
+import { bulkBlockNamed, type BulkBlock, type DomainStats } from '../libvirt/domain-stats';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
 import { sharedNumberList } from './interner';
@@ -199,13 +199,11 @@ export async function queryDomain(t: DomainTarget, ctx: DomainQueryContext, prev
       job = NO_JOB;
     }
   }
-  const blockIndex = t.stats.blockCount === null ? null : blockIndexByName(t.stats);
   // Sized up front: an array grown by push() keeps room for 17 (~120 bytes a domain).
   const disks = new Array<DiskRecord>(facts.disks.length);
   for (let i = 0; i < disks.length; i++) {
     const disk = facts.disks[i];
-    const bulkIndex = blockIndex?.get(disk.target);
-    const bulk = bulkIndex === undefined ? null : t.stats.blocks[bulkIndex] ?? null;
+    const bulk = bulkBlockNamed(t.stats, disk.target);
     // Not awaited when the bulk record has it all (the steady case on QEMU): an await per disk costs more than the rest.
     disks[i] = diskRecordFromBulk(disk, active, bulk) ?? await diskRecord(t, disk, active, bulk, ctx);
   }
@@ -267,12 +265,10 @@ export function steadyRecord(t: DomainTarget, ctx: DomainQueryContext, previous:
     }
   }
 
-  const blockIndex = t.stats.blockCount === null ? null : blockIndexByName(t.stats);
   const disks = new Array<DiskRecord>(facts.disks.length);
   for (let i = 0; i < disks.length; i++) {
     const disk = facts.disks[i];
-    const bulkIndex = blockIndex?.get(disk.target);
-    const record = diskRecordFromBulk(disk, active, bulkIndex === undefined ? null : t.stats.blocks[bulkIndex] ?? null);
+    const record = diskRecordFromBulk(disk, active, bulkBlockNamed(t.stats, disk.target));
     if (record === null) return null;
     disks[i] = record;
   }

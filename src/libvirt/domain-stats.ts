@@ -216,13 +216,17 @@ export function domainStatsFromParams(params: ReadonlyMap<string, TypedParamValu
   return b.finish();
 }
 
-/** block.<i>.name → i for i below block.count, the first i where a name repeats (backing images follow their top). */
-export function blockIndexByName(stats: DomainStats): Map<string, number> {
-  const index = new Map<string, number>();
+/**
+ * The block.<i>.* of the disk named `name`: the first i below block.count
+ * with that name (backing images follow their top), or null. A linear
+ * search: a domain has a few disks, and a Map of them per domain per
+ * refresh cost more.
+ */
+export function bulkBlockNamed(stats: DomainStats, name: string): BulkBlock | null {
   const count = Math.min(stats.blockCount ?? 0, stats.blocks.length);
   for (let i = 0; i < count; i++) {
-    const name = stats.blocks[i]?.name;
-    if (typeof name === 'string' && !index.has(name)) index.set(name, i);
+    const block = stats.blocks[i];
+    if (block !== undefined && block.name === name) return block;
   }
-  return index;
+  return null;
 }

@@ -164,8 +164,12 @@ export function storageIndexes(
 
 function isUnder(mountPoint: string, file: string): boolean {
   if (mountPoint === '/') return true;
-  return file === mountPoint || file.startsWith(mountPoint + '/');
+  // No `mountPoint + '/'`: this runs for every mount point and every disk of every view.
+  return file.startsWith(mountPoint) && (file.length === mountPoint.length || file.charCodeAt(mountPoint.length) === SLASH);
 }
+const SLASH = 0x2f;
+/** What path.normalize would change: an empty, "." or ".." component, or a trailing slash. */
+const NOT_NORMAL = /\/\/|\/\.\.?(?:\/|$)|.\/$/;
 
 /**
  * The filesystem holding `file`: the longest mount point that is a whole-
@@ -174,7 +178,7 @@ function isUnder(mountPoint: string, file: string): boolean {
  */
 export function filesystemFor(filesystems: readonly HostFilesystem[], file: string): HostFilesystem | undefined {
   if (!path.isAbsolute(file)) return undefined;
-  const resolved = path.normalize(file);
+  const resolved = NOT_NORMAL.test(file) ? path.normalize(file) : file;
   let best: HostFilesystem | undefined;
   for (const fs of filesystems) {
     if (isUnder(fs.mountPoint, resolved) && (!best || fs.mountPoint.length > best.mountPoint.length)) best = fs;

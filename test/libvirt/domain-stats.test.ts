@@ -1,4 +1,4 @@
-import { blockIndexByName, decodeDomainStats, domainStatsFromParams, NO_DOMAIN_STATS, slotOf } from '../../src/libvirt/domain-stats';
+import { bulkBlockNamed, decodeDomainStats, domainStatsFromParams, NO_DOMAIN_STATS, slotOf, type DomainStats } from '../../src/libvirt/domain-stats';
 import { TypedParamType } from '../../src/libvirt/ffi';
 import { decodeTypedParams } from '../../src/libvirt/typed-params';
 import { double, encodeTypedParams, int, ullong, uint, unknownType, type EncodedParam } from '../harness/typed-params';
@@ -121,22 +121,24 @@ describe('domainStatsFromParams', () => {
     });
     const stats = domainStatsFromParams(params);
     expect(stats.blocks.map((b) => b?.name)).toEqual(['vda', 'vdb', 'vda']);
-    // The top image's index, not its backing image's.
-    expect([...blockIndexByName(stats)]).toEqual([['vda', 0], ['vdb', 1]]);
+    // The top image, not its backing image.
+    expect(bulkBlockNamed(stats, 'vda')).toBe(stats.blocks[0]);
+    expect(bulkBlockNamed(stats, 'vdb')).toBe(stats.blocks[1]);
   });
 });
 
-describe('blockIndexByName', () => {
-  it('indexes only blocks below block.count, and none without it', () => {
-    const named = (count: number | null): Map<string, never> => {
+describe('bulkBlockNamed', () => {
+  it('finds only blocks below block.count, and none without it', () => {
+    const named = (count: number | null): DomainStats => {
       const params = withNames(new Map(), { 'block.0.name': 'vda', 'block.1.name': 'vdb' });
       if (count !== null) params.set('block.count', count as never);
-      return params;
+      return domainStatsFromParams(params);
     };
-    expect([...blockIndexByName(domainStatsFromParams(named(1)))]).toEqual([['vda', 0]]);
-    expect([...blockIndexByName(domainStatsFromParams(named(5)))]).toEqual([['vda', 0], ['vdb', 1]]);
-    expect([...blockIndexByName(domainStatsFromParams(named(null)))]).toEqual([]);
-    expect([...blockIndexByName(domainStatsFromParams(named(4e9)))]).toEqual([['vda', 0], ['vdb', 1]]);
+    const found = (stats: DomainStats): (string | null | undefined)[] => ['vda', 'vdb', 'sda'].map((n) => bulkBlockNamed(stats, n)?.name);
+    expect(found(named(1))).toEqual(['vda', undefined, undefined]);
+    expect(found(named(5))).toEqual(['vda', 'vdb', undefined]);
+    expect(found(named(null))).toEqual([undefined, undefined, undefined]);
+    expect(found(named(4e9))).toEqual(['vda', 'vdb', undefined]);
   });
 });
 
