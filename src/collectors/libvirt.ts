@@ -152,6 +152,8 @@ export class LibvirtCollector {
   private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts, PACK_LAST_GOOD_FROM);
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
   private readonly logged = new Map<string, string>();
+  /** Domains logged as late or failing, whose recovery is to be logged (the keys are not built for the others). */
+  private readonly unwell = new Set<string>();
   /** Domains whose configuration an event said may have changed since it was read. */
   private readonly stale = new Set<string>();
   /** Every domain's configuration is to be read (a new connection). */
@@ -528,6 +530,7 @@ export class LibvirtCollector {
       if (outcome.kind === 'ok') this.lastGood.set(t.uuid, outcome.record);
       return outcome;
     }
+    this.unwell.add(t.uuid);
     this.logOnce(`${t.uuid}:late`, 'warn',
       `domain ${t.name} (${t.uuid}) did not answer within ${this.domainTimeoutMs} ms; serving its previous values`);
     // The late query outlives the domain list: it holds a reference of its own, dropped when it returns.
@@ -558,9 +561,11 @@ export class LibvirtCollector {
       const o = outcomes.get(t.uuid);
       if (o === undefined) continue;
       if (o.kind === 'ok') {
-        const wasLate = this.logged.delete(`${t.uuid}:late`);
-        const wasFailing = this.logged.delete(`${t.uuid}:failed`);
-        if (wasLate || wasFailing) this.log('info', `domain ${t.name} (${t.uuid}) answers again`);
+        if (this.unwell.delete(t.uuid)) {
+          const wasLate = this.logged.delete(`${t.uuid}:late`);
+          const wasFailing = this.logged.delete(`${t.uuid}:failed`);
+          if (wasLate || wasFailing) this.log('info', `domain ${t.name} (${t.uuid}) answers again`);
+        }
         records.push(o.record);
         continue;
       }
@@ -570,6 +575,7 @@ export class LibvirtCollector {
           this.forget(t.uuid);
           continue;
         }
+        this.unwell.add(t.uuid);
         this.logOnce(`${t.uuid}:failed`, 'warn', `domain ${t.name} (${t.uuid}): ${errorText(o.error)}; serving its previous values`);
       }
       // A domain with no good record yet is left out until it answers.
@@ -583,6 +589,7 @@ export class LibvirtCollector {
   }
 
   private forget(uuid: string): void {
+    this.unwell.delete(uuid);
     this.lastGood.delete(uuid);
     this.xmlCache.delete(uuid);
     this.stale.delete(uuid);

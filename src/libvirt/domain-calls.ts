@@ -32,10 +32,12 @@ const i64 = (b: Buffer, at: number): bigint => (littleEndian ? b.readBigInt64LE(
  * Out-buffers of the …Now forms, one per layout: those calls are synchronous,
  * so one call's buffer is read before the next call writes it.
  */
-const nowBuffers = {
+const nowBuffers: { info: Buffer; blockInfo: Buffer; blockStats: Buffer; vcpus: Buffer } = {
   info: Buffer.alloc(DOMAIN_INFO.size),
   blockInfo: Buffer.alloc(BLOCK_INFO.size),
   blockStats: Buffer.alloc(LEGACY_BLOCK_STATS.size),
+  /** Grown to the most vCPUs asked for. */
+  vcpus: Buffer.alloc(VCPU_INFO_SIZE * 64),
 };
 
 // --------------------------------------------------- domain driver queries
@@ -72,13 +74,17 @@ export interface VcpuInfo {
   cpuTimeNs: bigint;
 }
 
-function vcpusCall(dom: DomainPtr, maxVcpus: number): CallOf<[DomainPtr, Buffer, number, null, number], number, VcpuInfo[]> {
-  const buf = Buffer.alloc(VCPU_INFO_SIZE * Math.max(maxVcpus, 1));
+function vcpusCall(dom: DomainPtr, maxVcpus: number, buf: Buffer): CallOf<[DomainPtr, Buffer, number, null, number], number, VcpuInfo[]> {
   return [api().virDomainGetVcpus, [dom, buf, Math.max(maxVcpus, 1), null, 0], nonNegative, 'virDomainGetVcpus', null,
     (n) => decodeVcpus(buf, n)];
 }
-export const domainVcpus = (dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> => callChecked(...vcpusCall(dom, maxVcpus));
-export const domainVcpusNow = (dom: DomainPtr, maxVcpus: number): VcpuInfo[] => callNow(...vcpusCall(dom, maxVcpus));
+const vcpusBuffer = (maxVcpus: number): Buffer => Buffer.alloc(VCPU_INFO_SIZE * Math.max(maxVcpus, 1));
+export const domainVcpus = (dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> =>
+  callChecked(...vcpusCall(dom, maxVcpus, vcpusBuffer(maxVcpus)));
+export function domainVcpusNow(dom: DomainPtr, maxVcpus: number): VcpuInfo[] {
+  if (nowBuffers.vcpus.length < VCPU_INFO_SIZE * maxVcpus) nowBuffers.vcpus = vcpusBuffer(maxVcpus);
+  return callNow(...vcpusCall(dom, maxVcpus, nowBuffers.vcpus));
+}
 
 function decodeVcpus(buf: Buffer, n: number): VcpuInfo[] {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
