@@ -31,12 +31,11 @@ import {
   jobInfo,
   jobStats,
   legacyBlockStats,
-  type BlockCounters,
   type JobState,
 } from '../libvirt/domain-calls';
 import { ErrorCode, LibvirtError } from '../libvirt/errors';
 import type { DomainPtr } from '../libvirt/ffi';
-import { bulkBlockNamed, type BulkBlock, type DomainStats } from '../libvirt/domain-stats';
+import { bulkBlockNamed, type BlockCounters, type BulkBlock, type DomainStats } from '../libvirt/domain-stats';
 import type { DiskRecord, DomainRecord, VcpuRecord } from '../snapshot';
 import { parseDomainXml, xmlAffinity, type DomainXmlFacts, type XmlDisk } from './domain-xml';
 import { sharedNumberList } from './interner';

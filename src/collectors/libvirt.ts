@@ -13,7 +13,7 @@
 // pool (event-loop.ts). libvirt's per-thread error state is handled in
 // errors.ts. The one exception is the test driver opened in this process:
 // it does no I/O and takes no job lock, so what its bulk stats lack is asked
-// directly on the main thread (domain-stats-now.ts), in slices of ~2 ms.
+// directly on the main thread (domain-stats-now.ts), in slices of 0.05 ms.
 //
 // Cost: a steady refresh reads only what changes: one bulk stats call, and
 // per domain only what the driver's bulk stats lack (counters, and the job
@@ -99,7 +99,11 @@ export interface LibvirtCollectorOptions {
   /**
    * Calls made directly on the main thread (an in-process driver) hand the
    * event loop back after this many ms, so that the responder can answer in
-   * between. Default 2.
+   * between. Default 0.05: snmpd sends its next AgentX request only once the
+   * last one is answered, so each request waits about half a slice. With
+   * 2 ms slices a walk of 10,000 VMs refreshed back to back took 2.8 ms a
+   * varbind, with 0.05 ms 0.3 ms (0.2 before the calls were made here); the
+   * refresh's CPU did not change measurably.
    */
   sliceMs?: number;
 }
@@ -390,7 +394,7 @@ export class LibvirtCollector {
       // of its query on QEMU. (Not with the test seam: that replaces queryDomain.)
       const seam = this.options.queryDomain !== undefined;
       const toQuery: DomainTarget[] = [];
-      const slices = new Slices(this.options.sliceMs ?? 2);
+      const slices = new Slices(this.options.sliceMs ?? 0.05);
       for (const t of asked) {
         const last = previous.get(t.uuid) ?? null;
         let record: DomainRecord | null = null;

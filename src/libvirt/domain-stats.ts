@@ -22,18 +22,45 @@ export interface BulkVcpu {
   readonly cpuTimeNs: bigint | null;
 }
 
-/** block.<i>.*: null where the record lacks the field (or it is not numeric). */
-export interface BulkBlock {
-  name: string | null;
-  capacity: bigint | null;
-  allocation: bigint | null;
-  physical: bigint | null;
+/** A disk's counters, as the bulk record names them; null where the driver does not report one. */
+export interface BlockCounters {
   rdReqs: bigint | null;
   rdBytes: bigint | null;
   rdTimes: bigint | null;
   wrReqs: bigint | null;
   wrBytes: bigint | null;
   wrTimes: bigint | null;
+}
+
+/** block.<i>.*: null where the record lacks the field (or it is not numeric). */
+export interface BulkBlock extends BlockCounters {
+  name: string | null;
+  capacity: bigint | null;
+  allocation: bigint | null;
+  physical: bigint | null;
+}
+
+/**
+ * A block's values, every field set here so that all blocks share one
+ * shape: from its sizes and counters, each null when not known.
+ */
+export function bulkBlock(
+  name: string | null,
+  sizes: { capacity: bigint; allocation: bigint; physical: bigint } | null,
+  c: BlockCounters | null,
+): BulkBlock {
+  return {
+    name,
+    capacity: sizes?.capacity ?? null,
+    allocation: sizes?.allocation ?? null,
+    physical: sizes?.physical ?? null,
+    rdReqs: c?.rdReqs ?? null,
+    rdBytes: c?.rdBytes ?? null,
+    rdTimes: c?.rdTimes ?? null,
+    wrReqs: c?.wrReqs ?? null,
+    wrBytes: c?.wrBytes ?? null,
+    wrTimes: c?.wrTimes ?? null,
+  };
 }
 
 export interface DomainStats {
@@ -177,10 +204,7 @@ class StatsBuilder {
   private block(i: number): BulkBlock {
     let b = this.blocks[i];
     if (b === undefined) {
-      b = {
-        name: null, capacity: null, allocation: null, physical: null,
-        rdReqs: null, rdBytes: null, rdTimes: null, wrReqs: null, wrBytes: null, wrTimes: null,
-      };
+      b = bulkBlock(null, null, null);
       fill(this.blocks, i, b);
     }
     return b;
