@@ -124,11 +124,10 @@ describeWithDaemon('LibvirtCollector over RPC (session libvirtd serving test:///
       const err = await collector.collect().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(LibvirtError);
       expect((err as LibvirtError).code).toBe(ErrorCode.NO_CONNECT);
-      // What the agent serves meanwhile: the last records, read back from
-      // their packed form (the failed collect packed them) equal to the originals.
-      const known = collector.lastKnown();
-      expect(known).toEqual(before);
-      expect(known[0]).not.toBe(before[0]);
+      // What the agent serves meanwhile: the last records. (Below 1,000
+      // domains they are kept as they were; last-good.test.ts reads packed
+      // ones back.)
+      expect(collector.lastKnown()).toEqual(before);
 
       // Let a few reconnect attempts fail, then bring the daemon back.
       await sleep(600);
