@@ -20,7 +20,7 @@ import { VMM_AGENTX_MIB } from './model/vmm-agentx-oids';
 import { MigrationStore } from './state/migration-store';
 import { VmIndexStore } from './state/index-store';
 import { tuneNativeMemory } from './native-memory';
-import { exitNow, prepareExitNow } from './exit-now';
+import { exitNow, exitOnUncaughtError, prepareExitNow } from './exit-now';
 
 const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
 /** SIGTERM/SIGINT to exit, whatever hangs: well inside systemd's stop timeout, and 2 s as promised. */
@@ -30,7 +30,8 @@ const EX_CONFIG = 78;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`vmm-agentx: ${message}\n`);
-  process.exit(code);
+  // Not process.exit(): libvirt's event loop may be running (exit-now.ts).
+  exitNow(code);
 }
 
 function packageVersion(): string {
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  exitOnUncaughtError((message) => logger.error(message));
   const log = logFunction(logger);
 
   let domains: LibvirtDomainSource;

@@ -3,6 +3,11 @@
 // — a libvirtd that stopped answering — would hold the process forever; the
 // C library's _exit(2) ends it at once. Everything the agent must keep is on
 // disk by then (the state file is fsynced) and stderr writes are synchronous.
+//
+// Node's own exit on an uncaught error joins them too, and there it would
+// wait forever: libvirt's event loop runs on a pool thread and, each time a
+// callback fires, waits for the main thread to run it. The process would
+// then neither serve nor end, so systemd would never restart it.
 import koffi from 'koffi';
 import type { KoffiFunc } from 'koffi';
 
@@ -18,6 +23,30 @@ export function prepareExitNow(): void {
   } catch {
     libcExit = null;
   }
+}
+
+/** sysexits.h: an internal software error. */
+export const EX_SOFTWARE = 70;
+
+/**
+ * From now on an error nothing caught is reported and ends the process at
+ * once with EX_SOFTWARE. A log reader that went away (EPIPE on stdout or
+ * stderr) is not such an error: the agent goes on serving, unlogged.
+ */
+export function exitOnUncaughtError(report: (message: string) => void): void {
+  prepareExitNow();
+  const brokenPipe = (err: NodeJS.ErrnoException): void => {
+    if (err.code !== 'EPIPE') throw err;
+  };
+  process.stdout.on('error', brokenPipe);
+  process.stderr.on('error', brokenPipe);
+  process.on('uncaughtException', (err: Error) => {
+    try {
+      report(`uncaught error, exiting (a bug: please report it with this line): ${err.stack ?? String(err)}`);
+    } finally {
+      exitNow(EX_SOFTWARE);
+    }
+  });
 }
 
 export function exitNow(status: number): never {

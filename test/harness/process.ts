@@ -63,6 +63,8 @@ export interface ManagedProcess {
   output(): string;
   /** Called with every chunk of stdout/stderr text from now on. */
   onOutput(listener: (text: string) => void): void;
+  /** Closes our ends of the child's stdout and stderr: its next write fails with EPIPE, as when a log reader goes away. */
+  closeOutput(): void;
 }
 
 export interface SpawnOptions {
@@ -154,6 +156,10 @@ export function spawnManaged(command: string, args: readonly string[], options: 
         output: () => captured,
         onOutput: (listener) => {
           listeners.push(listener);
+        },
+        closeOutput: () => {
+          child.stdout.destroy();
+          child.stderr.destroy();
         },
       });
     });

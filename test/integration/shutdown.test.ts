@@ -3,7 +3,7 @@
 // (systemd would otherwise SIGKILL it after its stop timeout).
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { AgentProcess, requireBuiltCli, startAgent } from '../harness/agent';
+import { AgentProcess, requireBuiltCli, startAgent, waitForVmMib } from '../harness/agent';
 import { libvirtdMissing, SessionLibvirtd, startSessionLibvirtd } from '../harness/libvirtd';
 import { sleep } from '../harness/process';
 import { SnmpdInstance, startSnmpd } from '../harness/snmpd';
@@ -42,6 +42,19 @@ describe('SIGTERM', () => {
     expect([r.code, r.signal]).toEqual([0, null]);
     const state = JSON.parse(await fs.readFile(path.join(agent.stateDir, 'vm-indexes.json'), 'utf8'));
     expect(Object.keys(state.vms).length).toBeGreaterThan(0);
+    await fs.rm(agent.stateDir, { recursive: true, force: true });
+  });
+
+  test('with its log reader gone (EPIPE on stderr): goes on serving, then exits 0 within 2 s', async () => {
+    const agent = await startAgent(snmpd);
+    agent.proc.closeOutput();
+    // Every refresh logs at debug: its writes now fail.
+    await sleep(1500);
+    expect(agent.proc.hasExited()).toBe(false);
+    await waitForVmMib(snmpd, agent.proc, 5000);
+    const r = await terminate(agent);
+    expect(r.ms).toBeLessThan(EXIT_WITHIN_MS);
+    expect([r.code, r.signal]).toEqual([0, null]);
     await fs.rm(agent.stateDir, { recursive: true, force: true });
   });
 
