@@ -406,7 +406,8 @@ export class LibvirtCollector {
             const facts = last.id === t.id ? this.xmlCache.get(t.uuid)?.facts : undefined;
             const completed = facts === undefined ? null : statsCompletedNow(t, facts, driver);
             if (completed !== null) t.stats = completed;
-            await slices.maybeYield();
+            // Awaited only when due: an await per domain is a promise and a turn each.
+            if (slices.due()) await slices.handBack();
           }
           record = steadyRecord(t, ctx, last);
         }
@@ -645,14 +646,17 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Hands the event loop back every `sliceMs` of work done between two calls of maybeYield. */
+/** Work in slices of `sliceMs`: due() says when the slice is over, handBack() gives the event loop a turn. */
 class Slices {
   private start = performance.now();
 
   constructor(private readonly sliceMs: number) {}
 
-  async maybeYield(): Promise<void> {
-    if (performance.now() - this.start < this.sliceMs) return;
+  due(): boolean {
+    return performance.now() - this.start >= this.sliceMs;
+  }
+
+  async handBack(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.start = performance.now();
   }

@@ -107,6 +107,17 @@ export function callNow<A extends unknown[], R, T>(...[fn, args, ok, operation, 
 }
 
 /**
+ * callNow's check of a call already made on this thread: `rc` is what `fn`
+ * returned, `mark` the errorMark() taken before the call. The per-domain
+ * calls a refresh makes thousands of times are written out this way, which
+ * needs no call description (a tuple, its arguments and a closure each).
+ */
+export function checkedNow(fn: { info: { name: string } }, rc: number, mark: number, operation: string, detail: string | null): void {
+  counted(fn);
+  if (rc < 0) throw failure(detail === null ? operation : `${operation}(${detail})`, mark);
+}
+
+/**
  * Whether a connection opened with `uri` is the test driver in this process
  * (test:///path or test:///default: no transport, no host; libvirt.so holds
  * that driver, so no daemon is involved). It keeps its domains in memory and

@@ -19,7 +19,8 @@ import {
   type LibvirtApi,
   type NativePtr,
 } from './ffi';
-import { callAsync, callChecked, callNow, checked, nonNegative, takeString, type CallOf } from './calls';
+import { callAsync, callChecked, callNow, checked, checkedNow, nonNegative, takeString, type CallOf } from './calls';
+import { errorMark } from './errors';
 import type { BlockCounters } from './domain-stats';
 import { decodeNativeTypedParams, decodeTypedParams, paramBigInt, type TypedParamValue } from './typed-params';
 import { endianness } from 'node:os';
@@ -44,9 +45,12 @@ class OutBuffers {
     return this.free.pop() ?? Buffer.alloc(this.size);
   }
 
-  give(buf: Buffer): void {
+  /** `decode(buf)`, and `buf` back to the list. */
+  read<T>(buf: Buffer, decode: (buf: Buffer) => T): T {
+    const value = decode(buf);
     // As many as calls run at once (a few lanes), and a margin.
     if (this.free.length < 64) this.free.push(buf);
+    return value;
   }
 }
 const infoBuffers = new OutBuffers(DOMAIN_INFO.size);
@@ -79,16 +83,18 @@ export interface Info {
   cpuTimeNs: bigint;
 }
 
-/** `done`: the buffer has been read. */
-function infoCall(dom: DomainPtr, buf: Buffer, done?: OutBuffers): CallOf<[DomainPtr, Buffer], number, Info> {
-  return [api().virDomainGetInfo, [dom, buf], nonNegative, 'virDomainGetInfo', null, () => {
-    const info = { memoryKiB: u64(buf, DOMAIN_INFO.memory), cpuTimeNs: u64(buf, DOMAIN_INFO.cpuTime) };
-    done?.give(buf);
-    return info;
-  }];
+const readInfo = (buf: Buffer): Info => ({ memoryKiB: u64(buf, DOMAIN_INFO.memory), cpuTimeNs: u64(buf, DOMAIN_INFO.cpuTime) });
+
+export function domainInfo(dom: DomainPtr): Promise<Info> {
+  const buf = infoBuffers.take();
+  return callChecked(api().virDomainGetInfo, [dom, buf], nonNegative, 'virDomainGetInfo', null, () => infoBuffers.read(buf, readInfo));
 }
-export const domainInfo = (dom: DomainPtr): Promise<Info> => callChecked(...infoCall(dom, infoBuffers.take(), infoBuffers));
-export const domainInfoNow = (dom: DomainPtr): Info => callNow(...infoCall(dom, nowBuffers.info));
+export function domainInfoNow(dom: DomainPtr): Info {
+  const fn = api().virDomainGetInfo;
+  const mark = errorMark();
+  checkedNow(fn, fn(dom, nowBuffers.info), mark, 'virDomainGetInfo', null);
+  return readInfo(nowBuffers.info);
+}
 
 const notNull = (p: NativePtr | null): boolean => p !== null;
 const xmlText = (p: NativePtr | null): string => takeString(p) ?? '';
@@ -103,28 +109,30 @@ export interface VcpuInfo {
   cpuTimeNs: bigint;
 }
 
-function vcpusCall(dom: DomainPtr, maxVcpus: number, buf: Buffer): CallOf<[DomainPtr, Buffer, number, null, number], number, VcpuInfo[]> {
-  return [api().virDomainGetVcpus, [dom, buf, Math.max(maxVcpus, 1), null, 0], nonNegative, 'virDomainGetVcpus', null,
-    (n) => decodeVcpus(buf, n)];
-}
 const vcpusBuffer = (maxVcpus: number): Buffer => Buffer.alloc(VCPU_INFO_SIZE * Math.max(maxVcpus, 1));
-export const domainVcpus = (dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> =>
-  callChecked(...vcpusCall(dom, maxVcpus, vcpusBuffer(maxVcpus)));
+export function domainVcpus(dom: DomainPtr, maxVcpus: number): Promise<VcpuInfo[]> {
+  const buf = vcpusBuffer(maxVcpus);
+  return callChecked(api().virDomainGetVcpus, [dom, buf, Math.max(maxVcpus, 1), null, 0], nonNegative, 'virDomainGetVcpus', null,
+    (n) => decodeVcpus(buf, n));
+}
 export function domainVcpusNow(dom: DomainPtr, maxVcpus: number): VcpuInfo[] {
   if (nowBuffers.vcpus.length < VCPU_INFO_SIZE * maxVcpus) nowBuffers.vcpus = vcpusBuffer(maxVcpus);
-  return callNow(...vcpusCall(dom, maxVcpus, nowBuffers.vcpus));
+  const fn = api().virDomainGetVcpus;
+  const mark = errorMark();
+  const n = fn(dom, nowBuffers.vcpus, Math.max(maxVcpus, 1), null, 0);
+  checkedNow(fn, n, mark, 'virDomainGetVcpus', null);
+  return decodeVcpus(nowBuffers.vcpus, n);
 }
 
 function decodeVcpus(buf: Buffer, n: number): VcpuInfo[] {
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const vcpus: VcpuInfo[] = [];
+  const vcpus = new Array<VcpuInfo>(n);
   for (let i = 0; i < n; i++) {
     const at = i * VCPU_INFO_SIZE;
-    vcpus.push({
-      number: view.getUint32(at, littleEndian),
-      state: view.getInt32(at + 4, littleEndian),
-      cpuTimeNs: view.getBigUint64(at + 8, littleEndian),
-    });
+    vcpus[i] = {
+      number: littleEndian ? buf.readUInt32LE(at) : buf.readUInt32BE(at),
+      state: littleEndian ? buf.readInt32LE(at + 4) : buf.readInt32BE(at + 4),
+      cpuTimeNs: u64(buf, at + 8),
+    };
   }
   return vcpus;
 }
@@ -156,32 +164,28 @@ export interface BlockSizes {
   physical: bigint;
 }
 
-function blockInfoCall(
-  dom: DomainPtr,
-  target: string,
-  buf: Buffer,
-  done?: OutBuffers,
-): CallOf<[DomainPtr, string, Buffer, number], number, BlockSizes> {
-  return [api().virDomainGetBlockInfo, [dom, target, buf, 0], nonNegative, 'virDomainGetBlockInfo', target, () => {
-    const sizes = {
-      capacity: u64(buf, BLOCK_INFO.capacity),
-      allocation: u64(buf, BLOCK_INFO.allocation),
-      physical: u64(buf, BLOCK_INFO.physical),
-    };
-    done?.give(buf);
-    return sizes;
-  }];
+const readBlockInfo = (buf: Buffer): BlockSizes => ({
+  capacity: u64(buf, BLOCK_INFO.capacity),
+  allocation: u64(buf, BLOCK_INFO.allocation),
+  physical: u64(buf, BLOCK_INFO.physical),
+});
+
+export function blockInfo(dom: DomainPtr, target: string): Promise<BlockSizes> {
+  const buf = blockInfoBuffers.take();
+  return callChecked(api().virDomainGetBlockInfo, [dom, target, buf, 0], nonNegative, 'virDomainGetBlockInfo', target,
+    () => blockInfoBuffers.read(buf, readBlockInfo));
 }
-export const blockInfo = (dom: DomainPtr, target: string): Promise<BlockSizes> =>
-  callChecked(...blockInfoCall(dom, target, blockInfoBuffers.take(), blockInfoBuffers));
-export const blockInfoNow = (dom: DomainPtr, target: string): BlockSizes => callNow(...blockInfoCall(dom, target, nowBuffers.blockInfo));
+export function blockInfoNow(dom: DomainPtr, target: string): BlockSizes {
+  const fn = api().virDomainGetBlockInfo;
+  const mark = errorMark();
+  checkedNow(fn, fn(dom, target, nowBuffers.blockInfo, 0), mark, 'virDomainGetBlockInfo', target);
+  return readBlockInfo(nowBuffers.blockInfo);
+}
 
 /** Enough slots for every field libvirt 9 defines for block stats (it fills at most this many). */
 const BLOCK_STATS_SLOTS = 16;
 
-type BlockStatsCall<A extends unknown[]> = CallOf<A, number, BlockCounters>;
-
-function blockStatsCall(dom: DomainPtr, target: string): BlockStatsCall<[DomainPtr, string, Buffer, [number], number]> {
+function blockStatsCall(dom: DomainPtr, target: string): CallOf<[DomainPtr, string, Buffer, [number], number], number, BlockCounters> {
   const buf = Buffer.alloc(TYPED_PARAM_SIZE * BLOCK_STATS_SLOTS);
   const nparams: [number] = [BLOCK_STATS_SLOTS];
   return [api().virDomainBlockStatsFlags, [dom, target, buf, nparams, 0], nonNegative, 'virDomainBlockStatsFlags', target, () => {
@@ -206,30 +210,27 @@ function countersFromParams(stats: ReadonlyMap<string, TypedParamValue>): BlockC
   };
 }
 
+const readLegacyBlockStats = (buf: Buffer): BlockCounters => ({
+  rdReqs: known(i64(buf, LEGACY_BLOCK_STATS.rdReq)),
+  rdBytes: known(i64(buf, LEGACY_BLOCK_STATS.rdBytes)),
+  rdTimes: null,
+  wrReqs: known(i64(buf, LEGACY_BLOCK_STATS.wrReq)),
+  wrBytes: known(i64(buf, LEGACY_BLOCK_STATS.wrBytes)),
+  wrTimes: null,
+});
+
 /** virDomainBlockStats, for drivers without virDomainBlockStatsFlags: no latency totals. */
-function legacyBlockStatsCall(
-  dom: DomainPtr,
-  target: string,
-  buf: Buffer,
-  done?: OutBuffers,
-): BlockStatsCall<[DomainPtr, string, Buffer, number]> {
-  return [api().virDomainBlockStats, [dom, target, buf, LEGACY_BLOCK_STATS.size], nonNegative, 'virDomainBlockStats', target, () => {
-    const counters = {
-      rdReqs: known(i64(buf, LEGACY_BLOCK_STATS.rdReq)),
-      rdBytes: known(i64(buf, LEGACY_BLOCK_STATS.rdBytes)),
-      rdTimes: null,
-      wrReqs: known(i64(buf, LEGACY_BLOCK_STATS.wrReq)),
-      wrBytes: known(i64(buf, LEGACY_BLOCK_STATS.wrBytes)),
-      wrTimes: null,
-    };
-    done?.give(buf);
-    return counters;
-  }];
+export function legacyBlockStats(dom: DomainPtr, target: string): Promise<BlockCounters> {
+  const buf = blockStatsBuffers.take();
+  return callChecked(api().virDomainBlockStats, [dom, target, buf, LEGACY_BLOCK_STATS.size], nonNegative, 'virDomainBlockStats', target,
+    () => blockStatsBuffers.read(buf, readLegacyBlockStats));
 }
-export const legacyBlockStats = (dom: DomainPtr, target: string): Promise<BlockCounters> =>
-  callChecked(...legacyBlockStatsCall(dom, target, blockStatsBuffers.take(), blockStatsBuffers));
-export const legacyBlockStatsNow = (dom: DomainPtr, target: string): BlockCounters =>
-  callNow(...legacyBlockStatsCall(dom, target, nowBuffers.blockStats));
+export function legacyBlockStatsNow(dom: DomainPtr, target: string): BlockCounters {
+  const fn = api().virDomainBlockStats;
+  const mark = errorMark();
+  checkedNow(fn, fn(dom, target, nowBuffers.blockStats, LEGACY_BLOCK_STATS.size), mark, 'virDomainBlockStats', target);
+  return readLegacyBlockStats(nowBuffers.blockStats);
+}
 
 /** -1 means "this driver does not know" in the legacy struct. */
 const known = (v: bigint): bigint | null => (v >= 0n ? v : null);
