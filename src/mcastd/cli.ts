@@ -7,7 +7,7 @@ import { ControlClient } from './control';
 import { Mcastd } from './daemon';
 import { mcastdCheck } from './check';
 import { createLogger, logFunction } from '../logger';
-import { exitNow, prepareExitNow } from '../exit-now';
+import { exitNow, exitOnUncaughtError, prepareExitNow } from '../exit-now';
 
 /** sysexits.h: a configuration error (the unit's RestartPreventExitStatus). */
 const EX_CONFIG = 78;
@@ -15,7 +15,8 @@ const SHUTDOWN_BUDGET_MS = 2000;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`vmm-mcastd: ${message}\n`);
-  process.exit(code);
+  // Not process.exit(): libvirt's event loop may be running (exit-now.ts).
+  exitNow(code);
 }
 
 async function client(config: McastdConfig, command: Exclude<Command, { kind: 'run' }>): Promise<void> {
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     return;
   }
   const logger = createLogger(config.logLevel);
+  exitOnUncaughtError((message) => logger.error(message));
   const log = logFunction(logger);
   let daemon: Mcastd;
   try {
