@@ -20,7 +20,7 @@ import { VMM_AGENTX_MIB } from './model/vmm-agentx-oids';
 import { MigrationStore } from './state/migration-store';
 import { VmIndexStore } from './state/index-store';
 import { tuneNativeMemory } from './native-memory';
-import { exitNow, exitOnUncaughtError, prepareExitNow } from './exit-now';
+import { exitNow, exitOnUncaughtError, prepareExitNow, whenOutputReaderGone } from './exit-now';
 
 const AGENT_DESCRIPTION = 'vmm-agentx: VM-MIB (RFC 7666) for libvirt';
 /** SIGTERM/SIGINT to exit, whatever hangs: well inside systemd's stop timeout, and 2 s as promised. */
@@ -67,6 +67,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   exitOnUncaughtError((message) => logger.error(message));
+  whenOutputReaderGone(config.dump || config.check ? 'exit' : 'carry-on');
   const log = logFunction(logger);
 
   let domains: LibvirtDomainSource;
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
         await agentxCheck(config), await stateDirCheck(config)];
       const { text, exitCode } = formatCheck(results);
       process.stdout.write(text);
-      process.exit(exitCode);
+      exitNow(exitCode);
     }
     fail(`cannot connect to libvirt${config.libvirtUri ? ` at ${config.libvirtUri}` : ''}: ${why}`, 1);
   }

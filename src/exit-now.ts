@@ -27,26 +27,47 @@ export function prepareExitNow(): void {
 
 /** sysexits.h: an internal software error. */
 export const EX_SOFTWARE = 70;
+/** What a shell shows for a writer killed by SIGPIPE (128 + 13). */
+export const EXIT_READER_GONE = 141;
 
 /**
- * From now on an error nothing caught is reported and ends the process at
- * once with EX_SOFTWARE. A log reader that went away (EPIPE on stdout or
- * stderr) is not such an error: the agent goes on serving, unlogged.
+ * From now on an error nothing caught is reported on one line and ends the
+ * process at once with EX_SOFTWARE.
  */
 export function exitOnUncaughtError(report: (message: string) => void): void {
   prepareExitNow();
-  const brokenPipe = (err: NodeJS.ErrnoException): void => {
-    if (err.code !== 'EPIPE') throw err;
-  };
-  process.stdout.on('error', brokenPipe);
-  process.stderr.on('error', brokenPipe);
-  process.on('uncaughtException', (err: Error) => {
+  process.on('uncaughtException', (err: unknown) => {
     try {
-      report(`uncaught error, exiting (a bug: please report it with this line): ${err.stack ?? String(err)}`);
+      report(`uncaught error, exiting (a bug: please report it with this line): ${describeThrown(err)}`);
     } finally {
       exitNow(EX_SOFTWARE);
     }
   });
+}
+
+/**
+ * What to do when the reader of stdout or stderr goes away (EPIPE): a
+ * daemon carries on serving, unlogged; a one-shot command (--dump, --check)
+ * ends as a pipeline's writer does when its reader is gone.
+ */
+export function whenOutputReaderGone(then: 'carry-on' | 'exit'): void {
+  const readerGone = (err: NodeJS.ErrnoException): void => {
+    if (err.code !== 'EPIPE') throw err;
+    if (then === 'exit') exitNow(EXIT_READER_GONE);
+  };
+  process.stdout.on('error', readerGone);
+  process.stderr.on('error', readerGone);
+}
+
+/** Anything thrown, as one line: a stack's lines joined, journald keeping a line per entry. */
+function describeThrown(err: unknown): string {
+  let text: string;
+  try {
+    text = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+  } catch {
+    text = 'a value that cannot be shown';
+  }
+  return text.split('\n').map((line) => line.trim()).filter((line) => line !== '').join(' | ');
 }
 
 export function exitNow(status: number): never {

@@ -46,7 +46,7 @@ class OutBuffers {
   }
 
   /** `decode(buf)`, and `buf` back to the list. */
-  read<T>(buf: Buffer, decode: (buf: Buffer) => T): T {
+  readAndRelease<T>(buf: Buffer, decode: (buf: Buffer) => T): T {
     const value = decode(buf);
     // As many as calls run at once (a few lanes), and a margin.
     if (this.free.length < 64) this.free.push(buf);
@@ -87,7 +87,7 @@ const readInfo = (buf: Buffer): Info => ({ memoryKiB: u64(buf, DOMAIN_INFO.memor
 
 export function domainInfo(dom: DomainPtr): Promise<Info> {
   const buf = infoBuffers.take();
-  return callChecked(api().virDomainGetInfo, [dom, buf], nonNegative, 'virDomainGetInfo', null, () => infoBuffers.read(buf, readInfo));
+  return callChecked(api().virDomainGetInfo, [dom, buf], nonNegative, 'virDomainGetInfo', null, () => infoBuffers.readAndRelease(buf, readInfo));
 }
 export function domainInfoNow(dom: DomainPtr): Info {
   const fn = api().virDomainGetInfo;
@@ -173,7 +173,7 @@ const readBlockInfo = (buf: Buffer): BlockSizes => ({
 export function blockInfo(dom: DomainPtr, target: string): Promise<BlockSizes> {
   const buf = blockInfoBuffers.take();
   return callChecked(api().virDomainGetBlockInfo, [dom, target, buf, 0], nonNegative, 'virDomainGetBlockInfo', target,
-    () => blockInfoBuffers.read(buf, readBlockInfo));
+    () => blockInfoBuffers.readAndRelease(buf, readBlockInfo));
 }
 export function blockInfoNow(dom: DomainPtr, target: string): BlockSizes {
   const fn = api().virDomainGetBlockInfo;
@@ -223,7 +223,7 @@ const readLegacyBlockStats = (buf: Buffer): BlockCounters => ({
 export function legacyBlockStats(dom: DomainPtr, target: string): Promise<BlockCounters> {
   const buf = blockStatsBuffers.take();
   return callChecked(api().virDomainBlockStats, [dom, target, buf, LEGACY_BLOCK_STATS.size], nonNegative, 'virDomainBlockStats', target,
-    () => blockStatsBuffers.read(buf, readLegacyBlockStats));
+    () => blockStatsBuffers.readAndRelease(buf, readLegacyBlockStats));
 }
 export function legacyBlockStatsNow(dom: DomainPtr, target: string): BlockCounters {
   const fn = api().virDomainBlockStats;

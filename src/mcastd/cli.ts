@@ -7,7 +7,7 @@ import { ControlClient } from './control';
 import { Mcastd } from './daemon';
 import { mcastdCheck } from './check';
 import { createLogger, logFunction } from '../logger';
-import { exitNow, exitOnUncaughtError, prepareExitNow } from '../exit-now';
+import { exitNow, exitOnUncaughtError, prepareExitNow, whenOutputReaderGone } from '../exit-now';
 
 /** sysexits.h: a configuration error (the unit's RestartPreventExitStatus). */
 const EX_CONFIG = 78;
@@ -58,6 +58,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   exitOnUncaughtError((message) => logger.error(message));
+  whenOutputReaderGone('carry-on');
   const log = logFunction(logger);
   let daemon: Mcastd;
   try {

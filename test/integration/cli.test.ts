@@ -1,5 +1,5 @@
 // The vmm-agentx command line as an operator meets it.
-import { runCommand } from '../harness/process';
+import { runCommand, sleep, spawnManaged, stopProcess } from '../harness/process';
 import { CLI_JS, DEMO_URI, requireBuiltCli, startAgent } from '../harness/agent';
 import { startSnmpd, SnmpdInstance } from '../harness/snmpd';
 import { snmpbulkwalk } from '../harness/snmp-tools';
@@ -75,6 +75,18 @@ describe('vmm-agentx command line', () => {
     expect(lines).toContain('.1.3.6.1.2.1.236.1.2.0 = INTEGER: 9');
     // --dump reads the state dir but never writes it.
     expect(await fs.readdir(dir)).toEqual([]);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('--dump whose reader is gone ends as a pipeline writer does: status 141', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmm-cli-'));
+    const proc = await spawnManaged(process.execPath, [CLI_JS, '--libvirt-uri', DEMO_URI, '--dump', '--state-dir', dir],
+      { env: { ...process.env, LIBVIRT_DEFAULT_URI: '' } });
+    // Closed before the dump is written (it takes a refresh first): its write fails with EPIPE.
+    proc.closeOutput();
+    const status = await Promise.race([proc.exited, sleep(15_000).then(() => null)]);
+    if (status === null) await stopProcess(proc);
+    expect(status).toEqual({ code: 141, signal: null });
     await fs.rm(dir, { recursive: true, force: true });
   });
 
