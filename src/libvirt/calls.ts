@@ -63,7 +63,14 @@ export function callAsync<A extends unknown[], R>(fn: KoffiFunc<(...args: A) => 
  * only on failure: a 10,000-VM refresh makes ~80,000 of these calls, and the
  * async wrappers they replace allocated ~1 kB each.
  */
-export function callChecked<A extends unknown[], R, T>(...[fn, args, ok, operation, detail, decode]: CallOf<A, R, T>): Promise<T> {
+export function callChecked<A extends unknown[], R, T>(
+  fn: KoffiFunc<(...args: A) => R>,
+  args: A,
+  ok: (rc: R) => boolean,
+  operation: string,
+  detail: string | null,
+  decode: (rc: R) => T,
+): Promise<T> {
   const mark = errorMark();
   counted(fn);
   return new Promise<T>((resolve, reject) => {
@@ -82,35 +89,13 @@ export function callChecked<A extends unknown[], R, T>(...[fn, args, ok, operati
   });
 }
 
-/** One libvirt call, described so that it can be made either way: callChecked(...call) or callNow(...call). */
-export type CallOf<A extends unknown[], R, T> = [
-  fn: KoffiFunc<(...args: A) => R>,
-  args: A,
-  ok: (rc: R) => boolean,
-  operation: string,
-  detail: string | null,
-  decode: (rc: R) => T,
-];
-
 /**
- * callChecked on this thread: returns `decode(rc)` when `ok(rc)`, else
- * throws the libvirt error for `operation(detail)`. Only for a driver that
- * answers from this process's memory (see answersFromMemory): any other may
- * block on a socket or on a domain's job lock.
- */
-export function callNow<A extends unknown[], R, T>(...[fn, args, ok, operation, detail, decode]: CallOf<A, R, T>): T {
-  const mark = errorMark();
-  counted(fn);
-  const rc = fn(...args);
-  if (!ok(rc)) throw failure(detail === null ? operation : `${operation}(${detail})`, mark);
-  return decode(rc);
-}
-
-/**
- * callNow's check of a call already made on this thread: `rc` is what `fn`
- * returned, `mark` the errorMark() taken before the call. The per-domain
- * calls a refresh makes thousands of times are written out this way, which
- * needs no call description (a tuple, its arguments and a closure each).
+ * The check of a libvirt call already made on this thread: throws the
+ * libvirt error for `operation(detail)` when `rc` is negative. `mark` is
+ * errorMark() taken before the call. Only for a driver that answers from
+ * this process's memory (see answersFromMemory): any other may block on a
+ * socket or on a domain's job lock. Written out at each call rather than
+ * through a call description: a refresh makes tens of thousands.
  */
 export function checkedNow(fn: { info: { name: string } }, rc: number, mark: number, operation: string, detail: string | null): void {
   counted(fn);

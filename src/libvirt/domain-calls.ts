@@ -19,7 +19,7 @@ import {
   type LibvirtApi,
   type NativePtr,
 } from './ffi';
-import { callAsync, callChecked, callNow, checked, checkedNow, nonNegative, takeString, type CallOf } from './calls';
+import { callAsync, callChecked, checked, checkedNow, nonNegative, takeString } from './calls';
 import { errorMark } from './errors';
 import type { BlockCounters } from './domain-stats';
 import { decodeNativeTypedParams, decodeTypedParams, paramBigInt, type TypedParamValue } from './typed-params';
@@ -185,19 +185,30 @@ export function blockInfoNow(dom: DomainPtr, target: string): BlockSizes {
 /** Enough slots for every field libvirt 9 defines for block stats (it fills at most this many). */
 const BLOCK_STATS_SLOTS = 16;
 
-function blockStatsCall(dom: DomainPtr, target: string): CallOf<[DomainPtr, string, Buffer, [number], number], number, BlockCounters> {
-  const buf = Buffer.alloc(TYPED_PARAM_SIZE * BLOCK_STATS_SLOTS);
-  const nparams: [number] = [BLOCK_STATS_SLOTS];
-  return [api().virDomainBlockStatsFlags, [dom, target, buf, nparams, 0], nonNegative, 'virDomainBlockStatsFlags', target, () => {
-    try {
-      return countersFromParams(decodeTypedParams(buf, nparams[0]));
-    } finally {
-      api().virTypedParamsClear(buf, nparams[0]);
-    }
-  }];
+/** The counters in `buf` (nparams of them), whose strings are then freed. */
+function readBlockStatsParams(buf: Buffer, nparams: number): BlockCounters {
+  try {
+    return countersFromParams(decodeTypedParams(buf, nparams));
+  } finally {
+    api().virTypedParamsClear(buf, nparams);
+  }
 }
-export const blockStats = (dom: DomainPtr, target: string): Promise<BlockCounters> => callChecked(...blockStatsCall(dom, target));
-export const blockStatsNow = (dom: DomainPtr, target: string): BlockCounters => callNow(...blockStatsCall(dom, target));
+const blockStatsBuffer = (): Buffer => Buffer.alloc(TYPED_PARAM_SIZE * BLOCK_STATS_SLOTS);
+
+export function blockStats(dom: DomainPtr, target: string): Promise<BlockCounters> {
+  const buf = blockStatsBuffer();
+  const nparams: [number] = [BLOCK_STATS_SLOTS];
+  return callChecked(api().virDomainBlockStatsFlags, [dom, target, buf, nparams, 0], nonNegative, 'virDomainBlockStatsFlags', target,
+    () => readBlockStatsParams(buf, nparams[0]));
+}
+export function blockStatsNow(dom: DomainPtr, target: string): BlockCounters {
+  const fn = api().virDomainBlockStatsFlags;
+  const buf = blockStatsBuffer();
+  const nparams: [number] = [BLOCK_STATS_SLOTS];
+  const mark = errorMark();
+  checkedNow(fn, fn(dom, target, buf, nparams, 0), mark, 'virDomainBlockStatsFlags', target);
+  return readBlockStatsParams(buf, nparams[0]);
+}
 
 function countersFromParams(stats: ReadonlyMap<string, TypedParamValue>): BlockCounters {
   return {
