@@ -246,10 +246,17 @@ function fits(kind: number, value: unknown): boolean {
 }
 
 export class LastGoodRecords {
-  /** Records set since the last pack(), and those that cannot be packed. */
-  private readonly loose = new Map<string, DomainRecord>();
-  /** Packed records: UUID → entry number n, whose values start at words[wordAt[n]] and wide[wideAt[n]]. */
-  private readonly index = new Map<string, number>();
+  /**
+   * Every domain's last good record: the record itself when set since the
+   * last pack() (or when it cannot be packed), else its entry number n, whose
+   * values start at words[wordAt[n]] and wide[wideAt[n]]. One map whose keys
+   * stay put from refresh to refresh: a record set or packed replaces a
+   * value, so the map's table is never rebuilt (at 10,000 domains a table is
+   * ~0.5 MB, allocated straight into the old generation).
+   */
+  private readonly entries = new Map<string, DomainRecord | number>();
+  /** How many entries hold a record rather than an entry number. */
+  private loose = 0;
   private wordAt = new Uint32Array(0);
   private wideAt = new Uint32Array(0);
   private words = new Int32Array(0);
@@ -271,25 +278,23 @@ export class LastGoodRecords {
   ) {}
 
   get size(): number {
-    return this.loose.size + this.index.size;
+    return this.entries.size;
   }
 
   /** How many records are held packed, and in how many bytes. */
   get packed(): { records: number; bytes: number } {
-    return { records: this.index.size, bytes: this.words.byteLength + this.wide.byteLength };
+    return { records: this.entries.size - this.loose, bytes: this.words.byteLength + this.wide.byteLength };
   }
 
   /** Keeps `record` as this domain's last good one. */
   set(uuid: string, record: DomainRecord): void {
-    this.index.delete(uuid);
-    this.loose.set(uuid, record);
+    if (typeof this.entries.get(uuid) !== 'object') this.loose++;
+    this.entries.set(uuid, record);
   }
 
   get(uuid: string): DomainRecord | undefined {
-    const loose = this.loose.get(uuid);
-    if (loose !== undefined) return loose;
-    const n = this.index.get(uuid);
-    return n === undefined ? undefined : this.decode(uuid, n);
+    const e = this.entries.get(uuid);
+    return typeof e === 'number' ? this.decode(uuid, e) : e;
   }
 
   /**
@@ -299,10 +304,8 @@ export class LastGoodRecords {
    * domain).
    */
   previous(uuid: string): PreviousRecord | undefined {
-    const loose = this.loose.get(uuid);
-    if (loose !== undefined) return loose;
-    const n = this.index.get(uuid);
-    if (n === undefined) return undefined;
+    const n = this.entries.get(uuid);
+    if (typeof n !== 'number') return n;
     const u = new Unpacker(this.words, this.wide, this.lists, this.wordAt[n], this.wideAt[n]);
     const values = {} as Fieldwise;
     u.fields(DOMAIN, values, false);
@@ -317,16 +320,16 @@ export class LastGoodRecords {
   }
 
   has(uuid: string): boolean {
-    return this.loose.has(uuid) || this.index.has(uuid);
+    return this.entries.has(uuid);
   }
 
   delete(uuid: string): void {
-    this.loose.delete(uuid);
-    this.index.delete(uuid);
+    if (typeof this.entries.get(uuid) === 'object') this.loose--;
+    this.entries.delete(uuid);
   }
 
   uuids(): string[] {
-    return [...this.loose.keys(), ...this.index.keys()];
+    return [...this.entries.keys()];
   }
 
   values(): DomainRecord[] {
@@ -340,23 +343,25 @@ export class LastGoodRecords {
    * here is megabytes.
    */
   pack(): void {
-    if (this.loose.size === 0 || this.size < this.packFrom) return;
+    const { entries } = this;
+    if (this.loose === 0 || entries.size < this.packFrom) return;
     // Records still packed from before (domains that have not answered
     // since: rare) are unpacked, so that one layout holds them all.
-    for (const [uuid, n] of this.index) this.loose.set(uuid, this.decode(uuid, n));
-    this.index.clear();
+    // (Replacing the value of a key does not disturb the iteration.)
+    if (this.loose < entries.size) for (const [uuid, e] of entries) if (typeof e === 'number') entries.set(uuid, this.decode(uuid, e));
+    this.loose = entries.size;
 
     // The facts each record packs against (undefined: it stays loose), found
     // once: the second pass meets the records in the same order.
-    const against = new Array<DomainXmlFacts | undefined>(this.loose.size);
+    const against = new Array<DomainXmlFacts | undefined>(entries.size);
     const counting = new Packer();
     let count = 0;
     let i = 0;
-    for (const [uuid, r] of this.loose) {
+    for (const [uuid, r] of entries) {
       let f = this.factsOf(uuid);
       if (f !== undefined) {
         const { w, x } = counting;
-        if (!matchesFacts(uuid, r, f) || !packRecord(counting, r)) {
+        if (!matchesFacts(uuid, r as DomainRecord, f) || !packRecord(counting, r as DomainRecord)) {
           // Its values take no room: the count goes back to before it.
           counting.w = w;
           counting.x = x;
@@ -377,18 +382,19 @@ export class LastGoodRecords {
     const names = new Map<string, string>();
     let n = 0;
     i = 0;
-    for (const [uuid, r] of this.loose) {
+    for (const [uuid, e] of entries) {
       const f = against[i++];
       if (f === undefined) continue;
-      this.index.set(uuid, n);
+      const r = e as DomainRecord;
       wordAt[n] = p.w;
       wideAt[n] = p.x;
       facts[n] = f;
-      n++;
       if (r.name !== f.name) names.set(uuid, r.name);
       packRecord(p, r);
-      this.loose.delete(uuid);
+      entries.set(uuid, n);
+      n++;
     }
+    this.loose -= count;
     this.words = words;
     this.wide = wide;
     this.wordAt = wordAt;

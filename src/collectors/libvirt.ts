@@ -38,7 +38,7 @@ import {
   closeConnection,
   domainId,
   domainName,
-  domainUuid,
+  ListingUuids,
   listDomainsWithoutStats,
   listDomainUuids,
   lookupDomain,
@@ -130,6 +130,17 @@ const PACK_LAST_GOOD_FROM = 1000;
 /** 'late': missed its deadline; 'kept': not asked this time (a collection of the domains an event named). */
 type Outcome = { kind: 'ok'; record: DomainRecord } | { kind: 'failed'; error: unknown } | { kind: 'late' } | { kind: 'kept' };
 
+const KEPT: Outcome = Object.freeze({ kind: 'kept' });
+
+/**
+ * A listed domain and what asking it gave this collection. (On the target
+ * rather than in a map by UUID: a map of 10,000 would be built anew by every
+ * refresh, its table straight in the old generation.)
+ */
+interface ListedDomain extends DomainTarget {
+  outcome: Outcome;
+}
+
 /** What one connection's driver turned out to support; relearned after a reconnect. */
 interface DriverKnowledge extends DriverSupport {
   conn: ConnectPtr;
@@ -152,6 +163,7 @@ export class LibvirtCollector {
   private readonly inFlight = new Set<string>();
   /** Domains whose job statistics call has not returned yet (one at a time each). */
   private readonly jobCallsInFlight = new Set<string>();
+  private readonly uuids = new ListingUuids();
   private readonly xmlCache = new Map<string, { digest: string; facts: DomainXmlFacts }>();
   private readonly lastGood = new LastGoodRecords((uuid) => this.xmlCache.get(uuid)?.facts, PACK_LAST_GOOD_FROM);
   /** Problem key → message last logged for it, so each distinct problem is logged once. */
@@ -340,23 +352,28 @@ export class LibvirtCollector {
       throw err;
     }
     try {
-      const targets = list.entries.map(({ dom, stats }): DomainTarget => ({
+      const targets = list.entries.map(({ dom, stats }, position): ListedDomain => ({
         dom,
-        uuid: domainUuid(dom),
+        uuid: this.uuids.at(dom, position),
         name: domainName(dom),
         id: domainId(dom),
         stats,
+        outcome: KEPT,
       }));
+      this.uuids.truncate(targets.length);
       const everything = only === undefined;
       const asked = everything ? targets : targets.filter((t) => only.has(t.uuid) || !this.lastGood.has(t.uuid));
       const resync = everything && !this.allStale && this.resyncMs > 0 && this.clock() >= this.nextResyncAt;
-      const previous = new Map<string, PreviousRecord | null>();
-      let configReads = 0;
-      for (const t of asked) {
-        const last = this.allStale || resync || this.stale.has(t.uuid) ? undefined : this.lastGood.previous(t.uuid);
-        previous.set(t.uuid, last ?? null);
-        if (last === undefined) configReads++;
-      }
+      // Whose configuration is read in full: every domain's, or those events
+      // named and those with no good record. The others' previous records are
+      // read as each domain's turn comes, not all up front: held through the
+      // whole collection, 10,000 of them would outlive the young generation.
+      const readEverything = this.allStale || resync;
+      const readInFull = new Set<string>();
+      if (!readEverything) for (const t of asked) if (this.stale.has(t.uuid) || !this.lastGood.has(t.uuid)) readInFull.add(t.uuid);
+      const configReads = readEverything ? asked.length : readInFull.size;
+      const previousOf = (uuid: string): PreviousRecord | null =>
+        readEverything || readInFull.has(uuid) ? null : this.lastGood.previous(uuid) ?? null;
       // Unmarked as the reads are planned: an event arriving from here on marks the domain for the next refresh.
       const changedByEvent = resync ? new Set(this.stale) : null;
       if (everything) {
@@ -388,45 +405,49 @@ export class LibvirtCollector {
         minorFailure: (uuid, what, err) =>
           this.logOnce(`${uuid}:${what}`, 'debug', `domain ${uuid}: ${what} unavailable: ${errorText(err)}`),
       };
-      const outcomes = new Map<string, Outcome>();
       // A steady domain whose bulk record has it all is built here, with no
       // call to wait for: a promise chain per domain cost more than the rest
       // of its query on QEMU. (Not with the test seam: that replaces queryDomain.)
       const seam = this.options.queryDomain !== undefined;
-      const toQuery: DomainTarget[] = [];
+      const toQuery: ListedDomain[] = [];
       const slices = new Slices(this.options.sliceMs ?? 0.05);
       for (const t of asked) {
-        const last = previous.get(t.uuid) ?? null;
         let record: DomainRecord | null = null;
-        if (!seam && last !== null && !this.inFlight.has(t.uuid)) {
-          // A driver in this process: what its bulk record lacks is asked
-          // here, directly, in slices short enough not to hold up the
-          // responder (options.sliceMs).
-          if (driver.fromMemory) {
-            const facts = last.id === t.id ? this.xmlCache.get(t.uuid)?.facts : undefined;
-            const completed = facts === undefined ? null : statsCompletedNow(t, facts, driver);
-            if (completed !== null) t.stats = completed;
-            // Awaited only when due: an await per domain is a promise and a turn each.
-            if (slices.due()) await slices.handBack();
+        if (!seam && !this.inFlight.has(t.uuid)) {
+          const last = previousOf(t.uuid);
+          if (last !== null) {
+            const listed = t.stats;
+            // A driver in this process: what its bulk record lacks is asked
+            // here, directly, in slices short enough not to hold up the
+            // responder (options.sliceMs).
+            if (driver.fromMemory) {
+              const facts = last.id === t.id ? this.xmlCache.get(t.uuid)?.facts : undefined;
+              const completed = facts === undefined ? null : statsCompletedNow(t, facts, driver);
+              if (completed !== null) t.stats = completed;
+              // Awaited only when due: an await per domain is a promise and a turn each.
+              if (slices.due()) await slices.handBack();
+            }
+            record = steadyRecord(t, ctx, last);
+            // The completed stats are in the record now; the target, which
+            // lives as long as the collection, keeps only what was listed.
+            if (record !== null) t.stats = listed;
           }
-          record = steadyRecord(t, ctx, last);
         }
         if (record === null) {
           toQuery.push(t);
           continue;
         }
-        outcomes.set(t.uuid, { kind: 'ok', record });
+        t.outcome = { kind: 'ok', record };
         this.lastGood.set(t.uuid, record);
       }
       await forEachLimited(toQuery, this.concurrency, async (t) => {
         const before = resync && changedByEvent !== null && !changedByEvent.has(t.uuid) ? this.configOf(t.uuid) : null;
-        const outcome = await this.queryWithDeadline(t, ctx, previous.get(t.uuid) ?? null);
-        outcomes.set(t.uuid, outcome);
+        const outcome = await this.queryWithDeadline(t, ctx, previousOf(t.uuid));
+        t.outcome = outcome;
         if (outcome.kind !== 'ok') this.stale.add(t.uuid);
         else if (before !== null) this.reportMissedEvent(t, before, outcome.record);
       });
-      if (asked !== targets) for (const t of targets) if (!outcomes.has(t.uuid)) outcomes.set(t.uuid, { kind: 'kept' });
-      return await this.assemble(conn, targets, outcomes);
+      return await this.assemble(conn, targets);
     } finally {
       list.free();
     }
@@ -548,8 +569,9 @@ export class LibvirtCollector {
     return { kind: 'late' };
   }
 
-  private async assemble(conn: ConnectPtr, targets: DomainTarget[], outcomes: Map<string, Outcome>): Promise<DomainRecord[]> {
-    const failed = [...outcomes.values()].flatMap((o) => (o.kind === 'failed' ? [o.error] : []));
+  private async assemble(conn: ConnectPtr, targets: readonly ListedDomain[]): Promise<DomainRecord[]> {
+    const failed: unknown[] = [];
+    for (const { outcome: o } of targets) if (o.kind === 'failed') failed.push(o.error);
     let stillListed: Set<string> | null = null;
     if (failed.length > 0) {
       for (const error of failed) await this.connection.checkAfterError(conn, error);
@@ -563,8 +585,7 @@ export class LibvirtCollector {
 
     const records: DomainRecord[] = [];
     for (const t of targets) {
-      const o = outcomes.get(t.uuid);
-      if (o === undefined) continue;
+      const o = t.outcome;
       if (o.kind === 'ok') {
         if (this.unwell.delete(t.uuid)) {
           const wasLate = this.logged.delete(`${t.uuid}:late`);
@@ -588,8 +609,15 @@ export class LibvirtCollector {
       if (previous !== undefined) records.push(withFreshState(previous, t));
     }
 
-    const listed = new Set(targets.map((t) => t.uuid));
-    for (const uuid of this.lastGood.uuids()) if (!listed.has(uuid)) this.forget(uuid);
+    // Domains no longer listed are forgotten. Every listed one that has a
+    // record is counted first: usually that is all of them, and no set of
+    // the listed UUIDs is needed.
+    let kept = 0;
+    for (const t of targets) if (this.lastGood.has(t.uuid)) kept++;
+    if (kept < this.lastGood.size) {
+      const listed = new Set(targets.map((t) => t.uuid));
+      for (const uuid of this.lastGood.uuids()) if (!listed.has(uuid)) this.forget(uuid);
+    }
     return records;
   }
 

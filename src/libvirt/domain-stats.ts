@@ -82,6 +82,8 @@ export interface DomainStats {
   readonly blocks: readonly (BulkBlock | undefined)[];
 }
 
+const NO_ENTRIES: never[] = Object.freeze([]) as unknown as never[];
+
 /** What a driver without bulk stats, or a failed bulk call, gives: nothing. */
 export const NO_DOMAIN_STATS: DomainStats = Object.freeze({
   state: null,
@@ -184,7 +186,9 @@ class StatsBuilder {
   }
 
   finish(): DomainStats {
-    const vcpus: BulkVcpu[] = [];
+    // A record with no vCPU or block fields (the test driver's: state only)
+    // shares one empty list: records live as long as their collection.
+    const vcpus: BulkVcpu[] = this.vcpuStates.length === 0 ? NO_ENTRIES : [];
     for (let n = 0; n < this.vcpuStates.length; n++) {
       const state = this.vcpuStates[n];
       if (state !== undefined) vcpus.push({ number: n, state, cpuTimeNs: this.vcpuTimes[n] ?? null });
@@ -197,7 +201,7 @@ class StatsBuilder {
       vcpuGroup: this.vcpuGroup,
       vcpus,
       blockCount: this.blockCount,
-      blocks: this.blocks,
+      blocks: this.blocks.length === 0 ? NO_ENTRIES : this.blocks,
     };
   }
 

@@ -18,6 +18,7 @@ import {
   domainId,
   domainName,
   domainUuid,
+  ListingUuids,
   openConnection,
   type DomainList,
 } from '../../src/libvirt/calls';
@@ -142,6 +143,20 @@ describe('statsCompletedNow', () => {
   afterAll(async () => {
     await list.freeLater();
     await closeConnection(conn);
+  });
+
+  it('ListingUuids gives each domain its own UUID whatever position it is listed at', () => {
+    const uuids = new ListingUuids();
+    const doms = targets.map((t) => t.dom);
+    const expected = targets.map((t) => t.uuid);
+    expect(new Set(expected).size).toBe(doms.length);
+    expect(doms.map((dom, i) => uuids.at(dom, i))).toEqual(expected);
+    // Listed again in another order, then shorter, then as at first: no position keeps a UUID that moved.
+    const reversed = doms.slice().reverse();
+    expect(reversed.map((dom, i) => uuids.at(dom, i))).toEqual(expected.slice().reverse());
+    uuids.truncate(2);
+    expect(doms.slice(1, 3).map((dom, i) => uuids.at(dom, i))).toEqual(expected.slice(1, 3));
+    expect(doms.map((dom, i) => uuids.at(dom, i))).toEqual(expected);
   });
 
   const running = (): DomainTarget => targets.find((t) => t.id !== -1 && facts.get(t.uuid)!.disks.length > 0)!;
