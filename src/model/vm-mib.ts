@@ -71,13 +71,12 @@ export function hvUpTimeTicks(host: HostInfo): number {
 }
 
 /**
- * What the index store numbers, for these domains: in UUID order, so that a
- * fresh state dir numbers the same VMs the same way on every run; device keys
- * in XML order. `runStarts`: when runs really started, where the host tells.
+ * What the index store numbers, for these domains: device keys in XML order
+ * (the store numbers new VMs in UUID order). `runStarts`: when runs really
+ * started, where the host tells.
  */
 export function indexKeys(domains: readonly DomainRecord[], runStarts: ReadonlyMap<string, number>): DeviceKeys[] {
-  const byUuid = domains.slice().sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
-  return byUuid.map((d) => ({
+  return domains.map((d) => ({
     uuid: d.uuid,
     name: d.name,
     running: d.id >= 0,

@@ -236,47 +236,62 @@ export class VmIndexStore {
     return store;
   }
 
-  /** Indexes for the VMs of one snapshot; new VMs and devices get the next unused numbers. */
+  /**
+   * Indexes for the VMs of one snapshot; new VMs and devices get the next
+   * unused numbers, new VMs in UUID order (so that a fresh state dir numbers
+   * the same VMs the same way on every run, whatever order they come in).
+   */
   assign(vms: readonly DeviceKeys[], now = Date.now()): Map<string, VmIndexes> {
     const out = new Map<string, VmIndexes>();
+    // The VMs already numbered first, in the order given: only new ones need sorting.
+    let fresh: DeviceKeys[] | null = null;
     for (const vm of vms) {
-      let e = this.vms.get(vm.uuid);
-      if (!e) {
-        if (this.lastIndex >= MAX_INDEX) {
-          this.reportUnassignable(vm.uuid, `VM ${vm.name} (${vm.uuid}) has no vmIndex: all ${MAX_INDEX} have been handed out; ` +
-            `it is not served until ${this.file ?? 'the state file'} is moved aside (every VM is then numbered anew)`);
-          continue;
-        }
-        e = new VmEntry(++this.lastIndex, vm.name, null, -1, now, DeviceIndexes.EMPTY, DeviceIndexes.EMPTY);
-        this.vms.set(vm.uuid, e);
-        this.dirty = true;
-      }
-      if (e.name !== vm.name) this.dirty = true;
-      // The record's string, so that the store keeps no copy of its own.
-      e.name = vm.name;
-      if (vm.running && (e.runningSince === null || e.runId !== vm.domainId)) {
-        e.runningSince = vm.startedAt ?? now;
-        e.runId = vm.domainId;
-        this.dirty = true;
-      } else if (!vm.running && e.runningSince !== null) {
-        e.runningSince = null;
-        this.dirty = true;
-      }
-      e.lastSeen = now;
-      const disks = e.disks.withKeys(vm.disks, (key) => this.reportDevice(vm, 'disk', key));
-      const nics = e.nics.withKeys(vm.nics, (key) => this.reportDevice(vm, 'NIC', key));
-      if (disks !== e.disks || nics !== e.nics) this.dirty = true;
-      e.disks = disks;
-      e.nics = nics;
-      const previous = e.issued;
-      const unchanged = previous !== null && previous.runningSince === e.runningSince &&
-        previous.disks.holdsExactly(vm.disks) && previous.nics.holdsExactly(vm.nics);
-      if (!unchanged) {
-        e.issued = { vmIndex: e.index, runningSince: e.runningSince, disks: disks.only(vm.disks), nics: nics.only(vm.nics) };
-      }
-      out.set(vm.uuid, e.issued!);
+      if (this.vms.has(vm.uuid)) this.assignOne(vm, now, out);
+      else (fresh ??= []).push(vm);
+    }
+    if (fresh !== null) {
+      fresh.sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+      for (const vm of fresh) this.assignOne(vm, now, out);
     }
     return out;
+  }
+
+  private assignOne(vm: DeviceKeys, now: number, out: Map<string, VmIndexes>): void {
+    let e = this.vms.get(vm.uuid);
+    if (!e) {
+      if (this.lastIndex >= MAX_INDEX) {
+        this.reportUnassignable(vm.uuid, `VM ${vm.name} (${vm.uuid}) has no vmIndex: all ${MAX_INDEX} have been handed out; ` +
+          `it is not served until ${this.file ?? 'the state file'} is moved aside (every VM is then numbered anew)`);
+        return;
+      }
+      e = new VmEntry(++this.lastIndex, vm.name, null, -1, now, DeviceIndexes.EMPTY, DeviceIndexes.EMPTY);
+      this.vms.set(vm.uuid, e);
+      this.dirty = true;
+    }
+    if (e.name !== vm.name) this.dirty = true;
+    // The record's string, so that the store keeps no copy of its own.
+    e.name = vm.name;
+    if (vm.running && (e.runningSince === null || e.runId !== vm.domainId)) {
+      e.runningSince = vm.startedAt ?? now;
+      e.runId = vm.domainId;
+      this.dirty = true;
+    } else if (!vm.running && e.runningSince !== null) {
+      e.runningSince = null;
+      this.dirty = true;
+    }
+    e.lastSeen = now;
+    const disks = e.disks.withKeys(vm.disks, (key) => this.reportDevice(vm, 'disk', key));
+    const nics = e.nics.withKeys(vm.nics, (key) => this.reportDevice(vm, 'NIC', key));
+    if (disks !== e.disks || nics !== e.nics) this.dirty = true;
+    e.disks = disks;
+    e.nics = nics;
+    const previous = e.issued;
+    const unchanged = previous !== null && previous.runningSince === e.runningSince &&
+      previous.disks.holdsExactly(vm.disks) && previous.nics.holdsExactly(vm.nics);
+    if (!unchanged) {
+      e.issued = { vmIndex: e.index, runningSince: e.runningSince, disks: disks.only(vm.disks), nics: nics.only(vm.nics) };
+    }
+    out.set(vm.uuid, e.issued!);
   }
 
   /**

@@ -35,6 +35,14 @@ describe('VmIndexStore', () => {
     expect(lines).toEqual([]);
   });
 
+  test('new VMs are numbered in UUID order whatever order they come in; known ones keep theirs', () => {
+    const s = VmIndexStore.memory(log);
+    const first = s.assign([vm('cccc'), vm('aaaa'), vm('bbbb')]);
+    expect(['aaaa', 'bbbb', 'cccc'].map((u) => first.get(u)!.vmIndex)).toEqual([1, 2, 3]);
+    const second = s.assign([vm('ffff'), vm('bbbb'), vm('dddd'), vm('eeee'), vm('aaaa')]);
+    expect(['aaaa', 'bbbb', 'dddd', 'eeee', 'ffff'].map((u) => second.get(u)!.vmIndex)).toEqual([1, 2, 4, 5, 6]);
+  });
+
   test('disk and NIC indexes are stable per target and MAC', () => {
     const s = VmIndexStore.memory(log);
     const one = s.assign([vm('aaaa', { disks: ['vda', 'vdb'], nics: ['m1', 'm2'] })]).get('aaaa')!;
