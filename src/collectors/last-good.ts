@@ -113,9 +113,11 @@ const DISK = layout<Omit<DiskRecord, keyof XmlDisk>>({
 type Fieldwise = Record<string, unknown>;
 
 /**
- * Writes records into the arrays, or, without arrays, only counts the room
- * they take and checks that each value fits its kind: the same code sizes
- * the arrays and fills them. Affinity lists get ids as they are met.
+ * Writes records into the arrays and counts the room they take, checking
+ * that each value fits its kind. What lies past the end of the arrays is
+ * counted, not written (a typed array ignores such a store): the counts then
+ * size the arrays for a second go (`filling`). Affinity lists get ids as they
+ * are met.
  */
 class Packer {
   w = 0;
@@ -124,41 +126,43 @@ class Packer {
   private readonly listIds = new Map<readonly number[], number>();
 
   constructor(
-    private readonly words: Int32Array | null = null,
-    private readonly wide: BigUint64Array | null = null,
+    readonly words: Int32Array<ArrayBuffer>,
+    readonly wide: BigUint64Array<ArrayBuffer>,
   ) {}
 
-  /** Starts over on the arrays to fill, keeping the list ids given while counting. */
-  filling(words: Int32Array, wide: BigUint64Array): Packer {
+  /** Whether everything so far was written, not only counted. */
+  get written(): boolean {
+    return this.w <= this.words.length && this.x <= this.wide.length;
+  }
+
+  /** Starts over on other arrays, keeping the list ids given so far. */
+  filling(words: Int32Array<ArrayBuffer>, wide: BigUint64Array<ArrayBuffer>): Packer {
     const p = new Packer(words, wide);
     for (const list of this.lists) p.listId(list);
     return p;
   }
 
   word(value: number): void {
-    if (this.words !== null) this.words[this.w] = value;
-    this.w++;
+    this.words[this.w++] = value;
   }
 
   /**
-   * Writes the fields of `o` as `l` says, after their flags word. While
-   * counting, false (and the count unusable) at a value its kind cannot hold
+   * Writes the fields of `o` as `l` says, after their flags word. False (and
+   * what was written of `o` unusable) at a value its kind cannot hold
    * exactly.
    */
   fields(l: Layout, o: Fieldwise): boolean {
-    const counting = this.words === null;
     const flagsAt = this.w++;
     let flags = 0;
     const { keys, kinds, bits } = l;
     for (let i = 0; i < keys.length; i++) {
       const value = o[keys[i]];
       const kind = kinds[i];
-      if (counting && !fits(kind, value)) return false;
+      if (!fits(kind, value)) return false;
       if (value === null) {
         flags |= 1 << bits[i];
       } else if (kind === U64 || kind === U64_OR_NULL) {
-        if (this.wide !== null) this.wide[this.x] = value as bigint;
-        this.x++;
+        this.wide[this.x++] = value as bigint;
       } else if (kind === BOOL || kind === BOOL_OR_NULL) {
         if (value === true) flags |= 1 << (kind === BOOL ? bits[i] : bits[i] + 1);
       } else if (kind === LIST_OR_NULL) {
@@ -167,7 +171,7 @@ class Packer {
         this.word(value as number);
       }
     }
-    if (this.words !== null) this.words[flagsAt] = flags;
+    this.words[flagsAt] = flags;
     return true;
   }
 
@@ -337,10 +341,12 @@ export class LastGoodRecords {
   }
 
   /**
-   * Packs every record that matches its facts into new arrays, and frees
-   * the old ones at once. Two passes over the records (size, then write)
-   * rather than a list of them: with thousands of domains every temporary
-   * here is megabytes.
+   * Packs every record that matches its facts. Written straight into the
+   * arrays of the last pack, which no entry reads any more once every record
+   * is unpacked (at a steady refresh every domain has set a new one): a
+   * steady host's records take the same room every time. Only when they do
+   * not fit, or leave more than half the room unused, are they written again
+   * into new arrays of the size counted, and the old ones freed at once.
    */
   pack(): void {
     const { entries } = this;
@@ -351,33 +357,43 @@ export class LastGoodRecords {
     if (this.loose < entries.size) for (const [uuid, e] of entries) if (typeof e === 'number') entries.set(uuid, this.decode(uuid, e));
     this.loose = entries.size;
 
-    // The facts each record packs against (undefined: it stays loose), found
-    // once: the second pass meets the records in the same order.
+    // The facts each record is packed against (undefined: it stays loose),
+    // for a second go, which meets the records in the same order.
     const against = new Array<DomainXmlFacts | undefined>(entries.size);
-    const counting = new Packer();
+    const wordAt = new Uint32Array(entries.size);
+    const wideAt = new Uint32Array(entries.size);
+    let p = new Packer(this.words, this.wide);
     let count = 0;
     let i = 0;
-    for (const [uuid, r] of entries) {
+    for (const [uuid, e] of entries) {
+      const r = e as DomainRecord;
       let f = this.factsOf(uuid);
       if (f !== undefined) {
-        const { w, x } = counting;
-        if (!matchesFacts(uuid, r as DomainRecord, f) || !packRecord(counting, r as DomainRecord)) {
-          // Its values take no room: the count goes back to before it.
-          counting.w = w;
-          counting.x = x;
+        const { w, x } = p;
+        if (matchesFacts(uuid, r, f) && packRecord(p, r)) {
+          wordAt[count] = w;
+          wideAt[count] = x;
+          count++;
+        } else {
+          // Its values take no room: the next record goes where it began.
+          p.w = w;
+          p.x = x;
           f = undefined;
         }
       }
       against[i++] = f;
-      if (f !== undefined) count++;
     }
 
-    const old = [this.words.buffer, this.wide.buffer, this.wordAt.buffer, this.wideAt.buffer];
-    const words = new Int32Array(counting.w);
-    const wide = new BigUint64Array(counting.x);
-    const p = counting.filling(words, wide);
-    const wordAt = new Uint32Array(count);
-    const wideAt = new Uint32Array(count);
+    const old = [this.wordAt.buffer, this.wideAt.buffer];
+    if (!p.written || 2 * p.w < this.words.length || 2 * p.x < this.wide.length) {
+      old.push(this.words.buffer, this.wide.buffer);
+      const again = p.filling(new Int32Array(p.w), new BigUint64Array(p.x));
+      i = 0;
+      for (const [, e] of entries) if (against[i++] !== undefined) packRecord(again, e as DomainRecord);
+      p = again;
+      this.words = again.words;
+      this.wide = again.wide;
+    }
     const facts = new Array<DomainXmlFacts>(count);
     const names = new Map<string, string>();
     let n = 0;
@@ -385,18 +401,11 @@ export class LastGoodRecords {
     for (const [uuid, e] of entries) {
       const f = against[i++];
       if (f === undefined) continue;
-      const r = e as DomainRecord;
-      wordAt[n] = p.w;
-      wideAt[n] = p.x;
       facts[n] = f;
-      if (r.name !== f.name) names.set(uuid, r.name);
-      packRecord(p, r);
-      entries.set(uuid, n);
-      n++;
+      if ((e as DomainRecord).name !== f.name) names.set(uuid, (e as DomainRecord).name);
+      entries.set(uuid, n++);
     }
     this.loose -= count;
-    this.words = words;
-    this.wide = wide;
     this.wordAt = wordAt;
     this.wideAt = wideAt;
     this.facts = facts;

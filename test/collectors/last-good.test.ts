@@ -236,8 +236,9 @@ describe('LastGoodRecords', () => {
     expect(store.size).toBe(3);
   });
 
-  test('the replaced buffer is freed at once, not at a later GC', () => {
-    const store = storeOf(Array.from({ length: 50 }, (_, i) => randomDomain(i + 1)));
+  test('a steady host\'s records are packed into the same arrays; arrays too small are replaced and freed at once', () => {
+    const all = Array.from({ length: 100 }, (_, i) => randomDomain(i + 1));
+    const store = storeOf(all.slice(0, 50), new Map(all.map((d) => [d.facts.uuid, d.facts])));
     store.pack();
     const arrays = (): ArrayBufferLike[] => {
       const packed = store as unknown as { words: Int32Array; wide: BigUint64Array };
@@ -245,10 +246,21 @@ describe('LastGoodRecords', () => {
     };
     const first = arrays();
     for (const buffer of first) expect(buffer.byteLength).toBeGreaterThan(0);
-    const again = randomDomain(1);
-    store.set(again.record.uuid, again.record);
+
+    // Every record set again, as at a steady refresh: the same room, the same arrays.
+    for (const d of all.slice(0, 50)) store.set(d.record.uuid, d.record);
+    store.pack();
+    expect(arrays()).toEqual(first);
+    expect(arrays().every((buffer, k) => buffer === first[k])).toBe(true);
+    expect(store.packed.records).toBe(50);
+    for (const d of all.slice(0, 50)) expect(store.get(d.record.uuid)).toEqual(d.record);
+
+    // Twice the domains: new arrays, and the old ones are freed now, not at a later GC.
+    for (const d of all) store.set(d.record.uuid, d.record);
     store.pack();
     for (const buffer of first) expect(buffer.byteLength).toBe(0);
     expect(arrays()[0].byteLength).toBeGreaterThan(0);
+    expect(store.packed.records).toBe(100);
+    for (const d of all) expect(store.get(d.record.uuid)).toEqual(d.record);
   });
 });
