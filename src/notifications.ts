@@ -123,14 +123,18 @@ export class NotificationBaseline {
 
   /** What changed since the last call, as notifications; the rows become the new baseline. */
   next(rows: readonly VmRow[], settings: NotificationSettings): NotificationBatch {
-    const states = new Map<string, VmStateRecord>(rows.map(({ domain: d, indexes: i }) => [d.uuid, {
-      vmIndex: i.vmIndex,
-      uuid: d.uuid,
-      name: d.name,
-      operState: operState(d),
-      persistent: d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient,
-    }]));
     const before = this.states;
+    const states = new Map<string, VmStateRecord>();
+    for (const { domain: d, indexes: i } of rows) {
+      const state = operState(d);
+      const persistent = d.persistent === null ? O.Persistent.Unknown : d.persistent ? O.Persistent.Persistent : O.Persistent.Transient;
+      // An unchanged VM keeps its record: the baseline lives a whole refresh
+      // interval, so new records would all be promoted to the old generation.
+      const old = before?.get(d.uuid);
+      const same = old !== undefined && old.vmIndex === i.vmIndex && old.name === d.name && old.operState === state &&
+        old.persistent === persistent;
+      states.set(d.uuid, same ? old : { vmIndex: i.vmIndex, uuid: d.uuid, name: d.name, operState: state, persistent });
+    }
     this.states = states;
     return before === null ? { perVm: [], bulk: [] } : notificationsFor(before, states, settings);
   }
