@@ -13,7 +13,7 @@ import koffi from 'koffi';
 import type { KoffiFunc } from 'koffi';
 import {
   libvirt,
-  STATS_RECORD_SIZE,
+  STATS_RECORD,
   TYPED_PARAM_SIZE,
   UUID_BUFLEN,
   VIR_CONNECT_RO,
@@ -25,9 +25,7 @@ import {
 } from './ffi';
 import { errorMark, failure } from './errors';
 import { decodeDomainStats, NO_DOMAIN_STATS, type DomainStats } from './domain-stats';
-import { endianness } from 'node:os';
 
-const littleEndian = endianness() === 'LE';
 const api = (): LibvirtApi => libvirt().api;
 
 const callsMade = new Map<string, number>();
@@ -275,10 +273,11 @@ export async function allDomainStats(conn: ConnectPtr, groups: number, flags: nu
   try {
     const recordPtrs = n > 0 ? (koffi.decode(list, 'void *', n) as NativePtr[]) : [];
     entries = recordPtrs.map((rec) => {
-      const raw = new DataView(koffi.view(rec, STATS_RECORD_SIZE));
-      const dom = raw.getBigUint64(0, littleEndian) as DomainPtr;
-      const paramsPtr = raw.getBigUint64(8, littleEndian);
-      const nparams = raw.getInt32(16, littleEndian);
+      // Read field by field: a view of each record would be an external
+      // ArrayBuffer per domain for the GC to track and sweep.
+      const dom = koffi.decode(rec, STATS_RECORD.dom, 'void *') as DomainPtr;
+      const paramsPtr = (koffi.decode(rec, STATS_RECORD.params, 'void *') as NativePtr | null) ?? 0n;
+      const nparams = koffi.decode(rec, STATS_RECORD.nparams, 'int') as number;
       const stats = paramsPtr === 0n || nparams <= 0
         ? NO_DOMAIN_STATS
         : decodeDomainStats(new Uint8Array(koffi.view(paramsPtr, nparams * TYPED_PARAM_SIZE)), nparams);

@@ -121,7 +121,7 @@ export const TYPED_PARAM_VALUE_OFFSET = 88;
 export const VCPU_INFO_SIZE = 24;
 
 /** virDomainStatsRecord: virDomainPtr dom; virTypedParameterPtr params; int nparams; (+4 padding). */
-export const STATS_RECORD_SIZE = 24;
+export const STATS_RECORD = { dom: 0, params: 8, nparams: 16 } as const;
 
 /** VIR_UUID_STRING_BUFLEN. */
 export const UUID_STRING_BUFLEN = 37;
