@@ -10,31 +10,20 @@
 // The file opens in Chrome DevTools or speedscope; only the main thread is
 // seen (the libuv pool's libvirt calls show as the time the main thread
 // spends starting and finishing them).
-import { writeFileSync } from 'fs';
-import { Session } from 'inspector';
+import { recordWindow } from './profile-window';
 
 const out = process.env.CPU_PROFILE_OUT;
 if (out) {
-  const afterMs = Number(process.env.CPU_PROFILE_AFTER_MS ?? 5000);
-  const forMs = Number(process.env.CPU_PROFILE_FOR_MS ?? 10000);
-  const session = new Session();
-  session.connect();
-  const start = setTimeout(() => {
-    session.post('Profiler.enable', () => {
-      session.post('Profiler.setSamplingInterval', { interval: 200 }, () => {
-        session.post('Profiler.start', () => {
-          const stop = setTimeout(() => {
-            session.post('Profiler.stop', (err, result) => {
-              if (err) process.stderr.write(`cpu-profile-hook: ${err.message}\n`);
-              else writeFileSync(out, JSON.stringify(result.profile));
-              process.stderr.write(`cpu-profile-hook: wrote ${out}\n`);
-              session.disconnect();
-            });
-          }, forMs);
-          stop.unref();
-        });
+  recordWindow({
+    hook: 'cpu-profile-hook',
+    out,
+    afterMs: Number(process.env.CPU_PROFILE_AFTER_MS ?? 5000),
+    forMs: Number(process.env.CPU_PROFILE_FOR_MS ?? 10000),
+    start: (session, started) => {
+      session.post('Profiler.enable', () => {
+        session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start', started));
       });
-    });
-  }, afterMs);
-  start.unref();
+    },
+    stop: (session, done) => session.post('Profiler.stop', (err, result) => done(err, result?.profile)),
+  });
 }

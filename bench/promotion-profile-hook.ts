@@ -11,34 +11,23 @@
 //
 // The file opens in Chrome DevTools (Memory, "Load profile"); divide by the
 // refreshes in the window for bytes a refresh.
-import { writeFileSync } from 'fs';
-import { Session } from 'inspector';
+import { recordWindow } from './profile-window';
 
 const out = process.env.PROMOTION_PROFILE_OUT;
 if (out) {
-  const afterMs = Number(process.env.PROMOTION_PROFILE_AFTER_MS ?? 25000);
-  const forMs = Number(process.env.PROMOTION_PROFILE_FOR_MS ?? 10000);
-  const session = new Session();
-  session.connect();
-  const start = setTimeout(() => {
-    const sampling = {
-      samplingInterval: 16384,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: false,
-    };
-    session.post('HeapProfiler.enable', () => {
-      session.post('HeapProfiler.startSampling', sampling, () => {
-        const stop = setTimeout(() => {
-          session.post('HeapProfiler.stopSampling', (err, result) => {
-            if (err) process.stderr.write(`promotion-profile-hook: ${err.message}\n`);
-            else writeFileSync(out, JSON.stringify(result.profile));
-            process.stderr.write(`promotion-profile-hook: wrote ${out}\n`);
-            session.disconnect();
-          });
-        }, forMs);
-        stop.unref();
-      });
-    });
-  }, afterMs);
-  start.unref();
+  recordWindow({
+    hook: 'promotion-profile-hook',
+    out,
+    afterMs: Number(process.env.PROMOTION_PROFILE_AFTER_MS ?? 25000),
+    forMs: Number(process.env.PROMOTION_PROFILE_FOR_MS ?? 10000),
+    start: (session, started) => {
+      const sampling = {
+        samplingInterval: 16384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: false,
+      };
+      session.post('HeapProfiler.enable', () => session.post('HeapProfiler.startSampling', sampling, started));
+    },
+    stop: (session, done) => session.post('HeapProfiler.stopSampling', (err, result) => done(err, result?.profile)),
+  });
 }
